@@ -1,0 +1,72 @@
+"""Every SEMASK_* environment variable is parsed here, and nowhere else.
+
+This file imports nothing but the standard library, so that ``setup.py`` can load it before torch or the
+package itself is importable.
+
+| variable             | values                      | default            | meaning                                     |
+|----------------------|-----------------------------|--------------------|---------------------------------------------|
+| SEMASK_BACKEND       | auto, reference, triton, cuda | auto             | default ``backend=`` of every op            |
+| SEMASK_BUILD_CUDA    | auto, 1, 0                  | auto               | build the CUDA extension at install time    |
+| SEMASK_CUDA_ARCHS    | e.g. "sm_80;sm_89;sm_90"    | sm_80;sm_89;sm_90  | GPU architectures the extension is built for |
+| SEMASK_TEST_SWEEP    | 0, 1                        | 0                  | run the long randomized test sweeps          |
+| MAX_JOBS             | integer                     | (torch's default)  | parallel compile jobs (read by torch itself) |
+"""
+from __future__ import annotations
+
+import os
+import re
+
+BACKEND_NAMES = ("auto", "reference", "triton", "cuda")
+DEFAULT_CUDA_ARCHS = "sm_80;sm_89;sm_90"
+
+
+def _get(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value if value else default
+
+
+def default_backend() -> str:
+    """``SEMASK_BACKEND``: the backend used when a call says ``backend="auto"`` (read at each call)."""
+    value = _get("SEMASK_BACKEND", "auto").lower()
+    if value not in BACKEND_NAMES:
+        raise ValueError(f"SEMASK_BACKEND must be one of {BACKEND_NAMES}, got {value!r}")
+    return value
+
+
+def build_cuda() -> str:
+    """``SEMASK_BUILD_CUDA``: "auto" (build when nvcc and a CUDA torch exist), "1" (must build), "0" (never)."""
+    value = _get("SEMASK_BUILD_CUDA", "auto").lower()
+    aliases = {"auto": "auto", "1": "1", "true": "1", "yes": "1", "on": "1",
+               "0": "0", "false": "0", "no": "0", "off": "0"}
+    if value not in aliases:
+        raise ValueError(f"SEMASK_BUILD_CUDA must be auto, 1 or 0, got {value!r}")
+    return aliases[value]
+
+
+def cuda_archs() -> list[str]:
+    """``SEMASK_CUDA_ARCHS``: compute capabilities as "X.Y" strings, e.g. ["8.0", "9.0"].
+
+    Accepts "sm_90", "90", "9.0" or "9.0a", separated by ";", "," or spaces.
+    """
+    raw = _get("SEMASK_CUDA_ARCHS", DEFAULT_CUDA_ARCHS)
+    archs = []
+    for item in re.split(r"[;,\s]+", raw):
+        if not item:
+            continue
+        m = re.fullmatch(r"(?:sm_|compute_)?(\d+)\.?(\d)([a-z]?)", item.lower())
+        if not m:
+            raise ValueError(f"SEMASK_CUDA_ARCHS: cannot read {item!r} in {raw!r}; expected e.g. 'sm_90' or '9.0'")
+        archs.append(f"{m.group(1)}.{m.group(2)}{m.group(3)}")
+    if not archs:
+        raise ValueError(f"SEMASK_CUDA_ARCHS is empty: {raw!r}")
+    return archs
+
+
+def test_sweep() -> bool:
+    """``SEMASK_TEST_SWEEP``: run the long randomized shape sweeps in the test suite."""
+    return _get("SEMASK_TEST_SWEEP", "0").lower() in ("1", "true", "yes", "on")
+
+
+def triton_interpret() -> bool:
+    """Whether Triton runs kernels on the CPU (``TRITON_INTERPRET=1``, Triton's own variable)."""
+    return _get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,133 @@
+"""Backend registry and selection.
+
+Every op has a list of backends in preference order. A backend is a forward and a backward function plus two
+checks that return a *reason* (a string) when the backend cannot run, or ``None`` when it can:
+
+- ``available()``: can it run at all in this process (extension built, GPU present, Triton importable)?
+- ``supports(*args)``: can it run *these* arguments (device, dtype, sizes)? It receives the op's arguments.
+
+``choose_backend(op, requested, *args)`` resolves ``"auto"`` (or ``SEMASK_BACKEND``) to the first backend
+that can run, logging at debug level why each earlier one was skipped; a backend that was asked for by name
+and cannot run raises a ``RuntimeError`` that says why. Nothing here queries a device at import time.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from . import _env
+
+logger = logging.getLogger("semask_kernels")
+
+BACKENDS = ("reference", "triton", "cuda")
+Reason = Optional[str]
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    forward: Callable
+    backward: Callable
+    available: Callable[[], Reason]
+    supports: Callable[..., Reason]
+
+
+def _always() -> Reason:
+    return None
+
+
+def _anything(*args, **kwargs) -> Reason:
+    return None
+
+
+_REGISTRY: dict[str, dict[str, Backend]] = {}
+_PREFERENCE: dict[str, tuple[str, ...]] = {}
+
+
+def register_op(op: str, preference: tuple[str, ...]) -> None:
+    """Declare an op and the order in which ``auto`` tries its backends."""
+    unknown = [b for b in preference if b not in BACKENDS]
+    if unknown:
+        raise ValueError(f"register_op({op!r}): unknown backends {unknown}; known: {BACKENDS}")
+    _REGISTRY.setdefault(op, {})
+    _PREFERENCE[op] = tuple(preference)
+
+
+def register_backend(op: str, name: str, *, forward: Callable, backward: Callable,
+                     available: Callable[[], Reason] = _always,
+                     supports: Callable[..., Reason] = _anything) -> None:
+    """Register ``name`` as a backend of ``op`` (the op must have been declared with ``register_op``)."""
+    if op not in _REGISTRY:
+        raise KeyError(f"register_backend: op {op!r} is not declared; call register_op first")
+    if name not in BACKENDS:
+        raise ValueError(f"register_backend: backend must be one of {BACKENDS}, got {name!r}")
+    _REGISTRY[op][name] = Backend(name, forward, backward, available, supports)
+
+
+def get_backend(op: str, name: str) -> Backend:
+    try:
+        return _REGISTRY[op][name]
+    except KeyError:
+        raise RuntimeError(f"{op}: backend {name!r} is not implemented for this op "
+                           f"(implemented: {sorted(_REGISTRY.get(op, {}))})") from None
+
+
+def _normalize(backend: str) -> str:
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a str, one of {_env.BACKEND_NAMES}; got {type(backend).__name__}")
+    name = backend.lower()
+    if name not in _env.BACKEND_NAMES:
+        raise ValueError(f"backend must be one of {_env.BACKEND_NAMES}, got {backend!r}")
+    if name == "auto":
+        name = _env.default_backend()
+    return name
+
+
+def why_not(op: str, name: str, *args) -> Reason:
+    """The reason ``name`` cannot run ``op`` (on ``args`` if given), or None if it can."""
+    if name not in _REGISTRY.get(op, {}):
+        return f"no {name} implementation of {op}"
+    impl = _REGISTRY[op][name]
+    reason = impl.available()
+    if reason is None and args:
+        reason = impl.supports(*args)
+    return reason
+
+
+def choose_backend(op: str, requested: str, *args) -> str:
+    """Resolve ``requested`` ("auto" or a backend name) to the backend that runs ``op`` on ``args``."""
+    name = _normalize(requested)
+    if name != "auto":
+        reason = why_not(op, name, *args)
+        if reason is not None:
+            raise RuntimeError(f"{op}: backend {name!r} was requested but cannot run: {reason}")
+        return name
+    for candidate in _PREFERENCE[op]:
+        reason = why_not(op, candidate, *args)
+        if reason is None:
+            return candidate
+        if not torch.compiler.is_compiling():  # dynamo cannot trace logging calls
+            logger.debug("%s: skipping backend %r: %s", op, candidate, reason)
+    raise RuntimeError(f"{op}: no backend can run these arguments")  # the reference supports everything
+
+
+def available_backends() -> dict[str, dict[str, tuple[bool, str]]]:
+    """``{op: {backend: (ok, reason)}}`` for every op and every backend name, in this process.
+
+    This answers "could it run at all here", not for a particular input: a backend that is available may still
+    decline a given tensor (for example a CPU tensor for the CUDA backend).
+    """
+    table = {}
+    for op in sorted(_REGISTRY):
+        table[op] = {}
+        for name in BACKENDS:
+            reason = why_not(op, name)
+            table[op][name] = (reason is None, reason or "available")
+    return table
+
+
+def ops() -> list[str]:
+    return sorted(_REGISTRY)

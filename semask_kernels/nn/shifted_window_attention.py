@@ -1,0 +1,70 @@
+"""``ShiftedWindowAttention``: the attention of a Swin block on an NHWC map (qkv -> fused op -> proj)."""
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import Tensor, nn
+
+from .. import _checks
+from ..ops.shifted_window_attention import shifted_window_attention
+from ._rel_pos import init_rel_pos, resize_rel_pos
+
+
+class ShiftedWindowAttention(nn.Module):
+    """(Shifted-)window attention of one Swin block: normed x (B, H, W, C) -> qkv Linear ->
+    ``shifted_window_attention`` -> proj, with no roll, pad or partition copies outside the op.
+
+    Parameter names are timm's ``WindowAttention`` ones (``qkv``, ``proj``, ``relative_position_bias_table``,
+    non-persistent ``relative_position_index``), so ``block.attn`` of a timm Swin block can be replaced by this
+    module without changing the state dict.
+
+    Args:
+        dim: channels C; num_heads: nH; head_dim: channels per head (dim // num_heads if None).
+        window_size: int or (Wh, Ww); shift_size: int or (sh, sw), each < the window (0: W-MSA).
+        qkv_bias: bias in the qkv Linear (padded tokens carry it). proj_drop: dropout after ``proj``.
+        pad_order: "roll_then_pad" (timm) or "pad_then_roll" (official Swin segmentation / SeMask).
+        mask_value: additive mask between shift regions (-100). backend: op backend.
+
+    Example:
+        >>> import torch, semask_kernels as sk
+        >>> attn = sk.nn.ShiftedWindowAttention(96, num_heads=3, window_size=7, shift_size=3)
+        >>> attn(torch.randn(2, 15, 20, 96)).shape
+        torch.Size([2, 15, 20, 96])
+    """
+
+    def __init__(self, dim: int, num_heads: int, window_size=7, shift_size=0, head_dim: Optional[int] = None,
+                 qkv_bias: bool = True, proj_drop: float = 0.0, pad_order: str = "roll_then_pad",
+                 mask_value: float = -100.0, backend: str = "auto", device=None, dtype=None):
+        super().__init__()
+        self.dim = _checks.positive_int("dim", dim)
+        self.num_heads = _checks.positive_int("num_heads", num_heads)
+        self.window_size = _checks.pair("window_size", window_size)
+        self.shift_size = _checks.pair("shift_size", shift_size, minimum=0)
+        head_dim = head_dim or dim // num_heads
+        attn_dim = head_dim * num_heads
+        self.scale = head_dim ** -0.5
+        self.pad_order = _checks.choice("pad_order", pad_order, ("roll_then_pad", "pad_then_roll"))
+        self.mask_value = float(mask_value)
+        self.backend = backend
+        init_rel_pos(self, self.window_size, num_heads, device=device, dtype=dtype)
+        self.qkv = nn.Linear(dim, attn_dim * 3, bias=qkv_bias, device=device, dtype=dtype)
+        self.proj = nn.Linear(attn_dim, dim, device=device, dtype=dtype)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def set_window_size(self, window_size) -> None:
+        resize_rel_pos(self, _checks.pair("window_size", window_size))
+
+    def forward(self, x: Tensor, shift_size=None) -> Tensor:
+        """x: (B, H, W, C) -> (B, H, W, C). ``shift_size`` overrides the module's (a timm block passes its own)."""
+        qkv = self.qkv(x)
+        bias = self.qkv.bias
+        out = shifted_window_attention(
+            qkv, self.relative_position_bias_table.to(qkv.dtype), num_heads=self.num_heads,
+            window_size=self.window_size, shift_size=self.shift_size if shift_size is None else shift_size,
+            scale=self.scale, qkv_bias=None if bias is None else bias.to(qkv.dtype), pad_order=self.pad_order,
+            mask_value=self.mask_value, backend=self.backend)
+        return self.proj_drop(self.proj(out))
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, num_heads={self.num_heads}, window_size={self.window_size}, "
+                f"shift_size={self.shift_size}, pad_order={self.pad_order!r}, backend={self.backend!r}")

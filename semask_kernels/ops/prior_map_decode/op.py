@@ -1,0 +1,123 @@
+"""``prior_map_decode``: custom op registration, fake kernel, autograd, FLOPs, dispatch, public function."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
+
+from ... import _checks, backends
+from . import cuda, reference
+
+OP = "prior_map_decode"
+backends.register_op(OP, ("cuda", "triton", "reference"))
+backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
+backends.register_backend(OP, "cuda", forward=cuda.forward, backward=cuda.backward, available=cuda.available,
+                          supports=cuda.supports)
+
+
+def _pairs(flat: Sequence[int]) -> list[tuple[int, int]]:
+    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+@torch.library.custom_op("semask_kernels::prior_map_decode", mutates_args=())
+def _decode(maps: list[Tensor], align_corners: bool, backend: str) -> Tensor:
+    return backends.get_backend(OP, backend).forward(list(maps), align_corners)
+
+
+@_decode.register_fake
+def _(maps, align_corners, backend):
+    return maps[0].new_empty(maps[0].shape)
+
+
+@torch.library.custom_op("semask_kernels::prior_map_decode_bwd", mutates_args=())
+def _decode_bwd(grad: Tensor, sizes: Sequence[int], align_corners: bool, backend: str) -> list[Tensor]:
+    return list(backends.get_backend(OP, backend).backward(grad.contiguous(), _pairs(sizes), align_corners))
+
+
+@_decode_bwd.register_fake
+def _(grad, sizes, align_corners, backend):
+    b, k = grad.shape[:2]
+    return [grad.new_empty(b, k, h, w) for h, w in _pairs(sizes)]
+
+
+def _setup_context(ctx, inputs, output):
+    maps, align_corners, backend = inputs
+    ctx.sizes = [n for m in maps for n in m.shape[-2:]]
+    ctx.align_corners, ctx.backend = align_corners, backend
+
+
+def _backward(ctx, grad):
+    return _decode_bwd(grad, ctx.sizes, ctx.align_corners, ctx.backend), None, None
+
+
+_decode.register_autograd(_backward, setup_context=_setup_context)
+
+# A bilinear tap is a multiply and an add: 7 FLOPs per resized element (4 products, 3 sums), plus one add per
+# output element and level for the sum. Backward does the transposed work.
+_FLOPS_PER_RESIZED = 7
+
+
+def _decode_flops(map_shapes) -> int:
+    b, k, h0, w0 = map_shapes[0]
+    total = 0
+    for level, (_, _, h, w) in enumerate(map_shapes[1:], start=1):
+        for _ in range(level):
+            h, w = 2 * h, 2 * w
+            total += _FLOPS_PER_RESIZED * b * k * h * w
+        if (h, w) != (h0, w0):
+            total += _FLOPS_PER_RESIZED * b * k * h0 * w0
+        total += b * k * h0 * w0
+    return total
+
+
+@register_flop_formula(torch.ops.semask_kernels.prior_map_decode)
+def _flops(map_shapes, *args, **kwargs) -> int:
+    return _decode_flops(map_shapes)
+
+
+@register_flop_formula(torch.ops.semask_kernels.prior_map_decode_bwd)
+def _flops_bwd(grad_shape, sizes, *args, **kwargs) -> int:
+    b, k = grad_shape[:2]
+    return _decode_flops([(b, k, h, w) for h, w in _pairs(sizes)])
+
+
+def _validate(maps, align_corners):
+    if isinstance(maps, Tensor) or not isinstance(maps, (list, tuple)) or len(maps) == 0:
+        raise TypeError(f"maps must be a non-empty list of (B, K, h_i, w_i) tensors, got {type(maps).__name__}")
+    for i, m in enumerate(maps):
+        _checks.tensor(f"maps[{i}]", m, ndim=4)
+        _checks.same_kind("maps[0]", maps[0], f"maps[{i}]", m)
+        if m.shape[:2] != maps[0].shape[:2]:
+            raise ValueError(f"maps[{i}] must have (B, K) = {tuple(maps[0].shape[:2])} like maps[0], "
+                             f"got {tuple(m.shape[:2])}")
+        if min(m.shape[-2:]) < 1:
+            raise ValueError(f"maps[{i}] must have a non-empty spatial size, got {tuple(m.shape)}")
+    if not isinstance(align_corners, bool):
+        raise TypeError(f"align_corners must be a bool, got {align_corners!r}")
+
+
+def prior_map_decode(maps: Sequence[Tensor], *, align_corners: bool = False, backend: str = "auto") -> Tensor:
+    """The parameter-free semantic decoder of SeMask-FPN.
+
+    Args:
+        maps: the prior maps of the stages, maps[i] (B, K, H/4/2^i, W/4/2^i) (any sizes; any number >= 1),
+            one dtype and device.
+        align_corners: of every bilinear resize (False in the official SeMask-FPN head).
+        backend: "auto", "reference", "triton" or "cuda".
+
+    Returns:
+        (B, K, h_0, w_0): maps[0] + Σ_{i≥1} up_i(maps[i]), up_i = i successive ×2 bilinear upsamplings, then a
+        resize to maps[0]'s size when they differ (the official composite, not one ×2^i resize).
+
+    Example:
+        >>> import torch, semask_kernels as sk
+        >>> maps = [torch.randn(2, 19, 32 // 2 ** i, 32 // 2 ** i) for i in range(4)]
+        >>> sk.prior_map_decode(maps).shape
+        torch.Size([2, 19, 32, 32])
+    """
+    _validate(maps, align_corners)
+    maps = list(maps)
+    name = backends.choose_backend(OP, backend, maps, align_corners)
+    return _decode(maps, align_corners, name)

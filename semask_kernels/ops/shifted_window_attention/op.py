@@ -1,0 +1,140 @@
+"""``shifted_window_attention``: custom op registration, fake kernel, autograd, FLOPs, dispatch, public function."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
+
+from ... import _checks, backends
+from .._windows import padded_size
+from ..window_attention.op import attention_flops
+from . import reference
+
+OP = "shifted_window_attention"
+PAD_ORDERS = ("roll_then_pad", "pad_then_roll")
+backends.register_op(OP, ("cuda", "triton", "reference"))
+backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
+
+
+@torch.library.custom_op("semask_kernels::shifted_window_attention", mutates_args=())
+def _swa(qkv: Tensor, bias_table: Tensor, qkv_bias: Optional[Tensor], num_heads: int, window_size: Sequence[int],
+         shift_size: Sequence[int], scale: float, pad_order: str, mask_value: float, backend: str) -> Tensor:
+    return backends.get_backend(OP, backend).forward(qkv, bias_table, qkv_bias, num_heads, list(window_size),
+                                                     list(shift_size), scale, pad_order, mask_value)
+
+
+@_swa.register_fake
+def _(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value, backend):
+    return qkv.new_empty((*qkv.shape[:-1], qkv.shape[-1] // 3))
+
+
+@torch.library.custom_op("semask_kernels::shifted_window_attention_bwd", mutates_args=())
+def _swa_bwd(grad: Tensor, qkv: Tensor, bias_table: Tensor, qkv_bias: Optional[Tensor], num_heads: int,
+             window_size: Sequence[int], shift_size: Sequence[int], scale: float, pad_order: str,
+             mask_value: float, backend: str) -> tuple[Tensor, Tensor, Tensor]:
+    dqkv, dtable, dbias = backends.get_backend(OP, backend).backward(
+        grad.contiguous(), qkv, bias_table, qkv_bias, num_heads, list(window_size), list(shift_size), scale,
+        pad_order, mask_value)
+    return dqkv, dtable, (dbias if dbias is not None else qkv.new_empty(0))
+
+
+@_swa_bwd.register_fake
+def _(grad, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value, backend):
+    dbias = torch.empty_like(qkv_bias) if qkv_bias is not None else qkv.new_empty(0)
+    return torch.empty_like(qkv), torch.empty_like(bias_table), dbias
+
+
+def _setup_context(ctx, inputs, output):
+    qkv, bias_table, qkv_bias, *rest = inputs
+    ctx.save_for_backward(qkv, bias_table, qkv_bias)
+    ctx.rest = rest  # num_heads, window_size, shift_size, scale, pad_order, mask_value, backend
+
+
+def _backward(ctx, grad):
+    qkv, bias_table, qkv_bias = ctx.saved_tensors
+    dqkv, dtable, dbias = _swa_bwd(grad, qkv, bias_table, qkv_bias, *ctx.rest)
+    return (dqkv, dtable, dbias if qkv_bias is not None else None) + (None,) * 7
+
+
+_swa.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _swa_flops(qkv_shape, num_heads, window_size) -> int:
+    b, h, w, c3 = qkv_shape
+    wh, ww = window_size
+    windows = b * (padded_size(h, wh) // wh) * (padded_size(w, ww) // ww)
+    d = c3 // 3 // num_heads
+    return attention_flops(windows, num_heads, wh * ww, wh * ww, d, d)
+
+
+@register_flop_formula(torch.ops.semask_kernels.shifted_window_attention)
+def _flops(qkv_shape, bias_table_shape, qkv_bias_shape, num_heads, window_size, *args, **kwargs) -> int:
+    return _swa_flops(qkv_shape, num_heads, window_size)
+
+
+@register_flop_formula(torch.ops.semask_kernels.shifted_window_attention_bwd)
+def _flops_bwd(grad_shape, qkv_shape, bias_table_shape, qkv_bias_shape, num_heads, window_size, *args, **kwargs):
+    return 2 * _swa_flops(qkv_shape, num_heads, window_size)
+
+
+def _validate(qkv, bias_table, num_heads, window_size, shift_size, scale, qkv_bias, pad_order, mask_value):
+    _checks.tensor("qkv", qkv, ndim=4)
+    num_heads = _checks.positive_int("num_heads", num_heads)
+    window_size = _checks.pair("window_size", window_size)
+    shift_size = _checks.pair("shift_size", shift_size, minimum=0)
+    for axis, (s, w) in enumerate(zip(shift_size, window_size)):
+        if s >= w:
+            raise ValueError(f"shift_size must be < window_size on each axis, got shift_size={shift_size} "
+                             f"for window_size={window_size} (axis {axis})")
+    b, h, w, c3 = qkv.shape
+    if c3 % (3 * num_heads) or c3 == 0:
+        raise ValueError(f"qkv's last dim must be 3·num_heads·d = 3·{num_heads}·d, got {c3}")
+    _checks.tensor("bias_table", bias_table, ndim=2)
+    _checks.same_kind("qkv", qkv, "bias_table", bias_table)
+    expected = ((2 * window_size[0] - 1) * (2 * window_size[1] - 1), num_heads)
+    _checks.shape("bias_table", bias_table, expected)
+    if qkv_bias is not None:
+        _checks.tensor("qkv_bias", qkv_bias, ndim=1)
+        _checks.same_kind("qkv", qkv, "qkv_bias", qkv_bias)
+        _checks.shape("qkv_bias", qkv_bias, (c3,))
+    _checks.choice("pad_order", pad_order, PAD_ORDERS)
+    mask_value = _checks.number("mask_value", mask_value)
+    d = c3 // 3 // num_heads
+    scale = d ** -0.5 if scale is None else _checks.number("scale", scale)
+    return num_heads, window_size, shift_size, scale, mask_value
+
+
+def shifted_window_attention(qkv: Tensor, bias_table: Tensor, *, num_heads: int, window_size, shift_size=(0, 0),
+                             scale: Optional[float] = None, qkv_bias: Optional[Tensor] = None,
+                             pad_order: str = "roll_then_pad", mask_value: float = -100.0,
+                             backend: str = "auto") -> Tensor:
+    """The whole attention of one Swin block after its qkv Linear, as one op.
+
+    Args:
+        qkv: (B, H, W, 3C), the qkv Linear's output on the normed map, last dim laid out [3][nH][d] (timm's
+            reshape). fp16/bf16/fp32/fp64.
+        bias_table: ((2Wh-1)(2Ww-1), nH) relative-position bias table, same dtype and device.
+        num_heads: nH; d = C / nH.
+        window_size: int or (Wh, Ww). shift_size: int or (sh, sw), each in [0, window).
+        scale: multiplies q; defaults to d ** -0.5.
+        qkv_bias: (3C,) bias of the qkv Linear: the q, k, v of padded tokens (zeros when None). Gets a gradient.
+        pad_order: "roll_then_pad" (timm) or "pad_then_roll" (official Swin segmentation / mmseg / SeMask).
+        mask_value: additive value between tokens of different shift regions (-100 as in timm).
+        backend: "auto", "reference", "triton" or "cuda".
+
+    Returns:
+        (B, H, W, C): the attention output at each token's own position, the input of ``proj``.
+
+    Example:
+        >>> import torch, semask_kernels as sk
+        >>> qkv = torch.randn(2, 10, 9, 3 * 96)
+        >>> sk.shifted_window_attention(qkv, torch.zeros(169, 3), num_heads=3, window_size=7, shift_size=3).shape
+        torch.Size([2, 10, 9, 96])
+    """
+    num_heads, window_size, shift_size, scale, mask_value = _validate(
+        qkv, bias_table, num_heads, window_size, shift_size, scale, qkv_bias, pad_order, mask_value)
+    args = (qkv, bias_table, qkv_bias, num_heads, list(window_size), list(shift_size), scale, pad_order, mask_value)
+    name = backends.choose_backend(OP, backend, *args)
+    return _swa(*args, name)

@@ -1,0 +1,117 @@
+"""``upsample_cross_entropy``: custom op registration, fake kernel, autograd, FLOPs, dispatch, public function."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
+
+from ... import _checks, backends
+from . import reference
+
+OP = "upsample_cross_entropy"
+backends.register_op(OP, ("cuda", "triton", "reference"))
+backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
+
+
+@torch.library.custom_op("semask_kernels::upsample_cross_entropy", mutates_args=())
+def _uce(logits: Tensor, target: Tensor, ignore_index: int, avg_non_ignore: bool, align_corners: bool,
+         backend: str) -> Tensor:
+    return backends.get_backend(OP, backend).forward(logits, target, ignore_index, avg_non_ignore, align_corners)
+
+
+@_uce.register_fake
+def _(logits, target, ignore_index, avg_non_ignore, align_corners, backend):
+    return logits.new_empty(())
+
+
+@torch.library.custom_op("semask_kernels::upsample_cross_entropy_bwd", mutates_args=())
+def _uce_bwd(grad: Tensor, logits: Tensor, target: Tensor, ignore_index: int, avg_non_ignore: bool,
+             align_corners: bool, backend: str) -> Tensor:
+    return backends.get_backend(OP, backend).backward(grad, logits, target, ignore_index, avg_non_ignore,
+                                                      align_corners)
+
+
+@_uce_bwd.register_fake
+def _(grad, logits, target, ignore_index, avg_non_ignore, align_corners, backend):
+    return torch.empty_like(logits)
+
+
+def _setup_context(ctx, inputs, output):
+    logits, target, *rest = inputs
+    ctx.save_for_backward(logits, target)
+    ctx.rest = rest  # ignore_index, avg_non_ignore, align_corners, backend
+
+
+def _backward(ctx, grad):
+    logits, target = ctx.saved_tensors
+    return (_uce_bwd(grad, logits, target, *ctx.rest),) + (None,) * 5
+
+
+_uce.register_autograd(_backward, setup_context=_setup_context)
+
+# Per full-resolution pixel and class: 7 FLOPs of bilinear interpolation (4 products, 3 sums) and 3 of the
+# log-sum-exp (subtract the max, exp, add). Backward does the same amount of work in the other direction.
+_FLOPS_PER_ELEMENT = 10
+
+
+@register_flop_formula(torch.ops.semask_kernels.upsample_cross_entropy)
+def _flops(logits_shape, target_shape, *args, **kwargs) -> int:
+    return _FLOPS_PER_ELEMENT * logits_shape[0] * logits_shape[1] * target_shape[-2] * target_shape[-1]
+
+
+@register_flop_formula(torch.ops.semask_kernels.upsample_cross_entropy_bwd)
+def _flops_bwd(grad_shape, logits_shape, target_shape, *args, **kwargs) -> int:
+    return _FLOPS_PER_ELEMENT * logits_shape[0] * logits_shape[1] * target_shape[-2] * target_shape[-1]
+
+
+def _validate(logits, target, ignore_index, avg_non_ignore, align_corners):
+    _checks.tensor("logits", logits, ndim=4)
+    _checks.tensor("target", target, ndim=3, floating=False)
+    if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
+        raise TypeError(f"target must have an integer dtype (class indices), got {target.dtype}")
+    if target.device != logits.device:
+        raise ValueError(f"target must be on the device of logits ({logits.device}), got {target.device}")
+    if target.shape[0] != logits.shape[0]:
+        raise ValueError(f"target must have the batch size of logits ({logits.shape[0]}), got shape "
+                         f"{tuple(target.shape)}")
+    if min(target.shape[1:]) < 1 or min(logits.shape[1:]) < 1:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must be non-empty")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+    for name, flag in (("avg_non_ignore", avg_non_ignore), ("align_corners", align_corners)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {flag!r}")
+    classes = logits.shape[1]
+    bad = (target != ignore_index) & ((target < 0) | (target >= classes))
+    if bool(bad.any()):  # one device sync: a wrong label must not turn into silent garbage or a device assert
+        value = int(target[bad][0])
+        raise ValueError(f"target holds label {value}, outside [0, {classes}) (K = logits.shape[1]) and not "
+                         f"ignore_index={ignore_index}")
+
+
+def upsample_cross_entropy(logits: Tensor, target: Tensor, *, ignore_index: int = 255, avg_non_ignore: bool = True,
+                           align_corners: bool = False, backend: str = "auto") -> Tensor:
+    """Bilinear resize of ``logits`` to the label size, then cross-entropy, as one op.
+
+    Args:
+        logits: (B, K, h, w), fp16/bf16/fp32/fp64.
+        target: (B, H, W) integer class indices in [0, K) or ``ignore_index``, on the logits' device.
+        ignore_index: label that contributes nothing (255 for ADE20K / Cityscapes / COCO-Stuff).
+        avg_non_ignore: True divides by the non-ignored pixel count (torch's mean; 0 if all are ignored);
+            False by all B·H·W pixels (mmseg 0.11, the official SeMask-FPN recipe).
+        align_corners: of the bilinear resize.
+        backend: "auto", "reference", "triton" or "cuda". Fused backends never form the (B, K, H, W) logits.
+
+    Returns:
+        A 0-dim tensor of the logits' dtype.
+
+    Example:
+        >>> import torch, semask_kernels as sk
+        >>> logits, target = torch.randn(2, 19, 8, 8), torch.randint(0, 19, (2, 32, 32))
+        >>> sk.upsample_cross_entropy(logits, target).shape
+        torch.Size([])
+    """
+    _validate(logits, target, ignore_index, avg_non_ignore, align_corners)
+    args = (logits, target, ignore_index, avg_non_ignore, align_corners)
+    name = backends.choose_backend(OP, backend, *args)
+    return _uce(*args, name)

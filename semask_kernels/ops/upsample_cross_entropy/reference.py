@@ -1,0 +1,37 @@
+"""Reference upsampled cross-entropy: bilinear resize of logits (B, K, h, w) to the target's (H, W), then
+cross-entropy with ``ignore_index``.
+
+``avg_non_ignore=True`` divides the summed loss by the number of non-ignored pixels (torch's default mean),
+``False`` by all B·H·W pixels (mmseg 0.11, the official SeMask-FPN recipe). When every pixel is ignored the
+loss is 0 (with zero gradient), not NaN as ``F.cross_entropy(reduction="mean")`` would give.
+Returns a 0-dim tensor of the logits' dtype.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from .._autograd import recompute_grads
+
+
+def upsample_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int, avg_non_ignore: bool,
+                           align_corners: bool) -> Tensor:
+    target = target.long()
+    full = F.interpolate(logits, size=tuple(target.shape[-2:]), mode="bilinear", align_corners=align_corners)
+    total = F.cross_entropy(full, target, ignore_index=ignore_index, reduction="sum")
+    if avg_non_ignore:
+        count = (target != ignore_index).sum().clamp(min=1)
+    else:
+        count = target.numel()
+    return total / count
+
+
+def forward(logits, target, ignore_index, avg_non_ignore, align_corners):
+    return upsample_cross_entropy(logits, target, ignore_index, avg_non_ignore, align_corners)
+
+
+def backward(grad, logits, target, ignore_index, avg_non_ignore, align_corners):
+    """d logits (B, K, h, w)."""
+    (dlogits,) = recompute_grads(
+        lambda x: upsample_cross_entropy(x, target, ignore_index, avg_non_ignore, align_corners), (logits,), grad)
+    return dlogits
