@@ -24,6 +24,8 @@ logger = logging.getLogger("semask_kernels")
 
 BACKENDS = ("reference", "triton", "cuda")
 Reason = Optional[str]
+INTERPRETER_NOTE = ("Triton runs under its CPU interpreter (TRITON_INTERPRET=1), which is for testing: "
+                    "used only when asked for by name")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ def choose_backend(op: str, requested: str, *args) -> str:
         return name
     for candidate in _PREFERENCE[op]:
         reason = why_not(op, candidate, *args)
+        if reason is None and candidate == "triton" and _env.triton_interpret():
+            reason = INTERPRETER_NOTE
         if reason is None:
             return candidate
         if not torch.compiler.is_compiling():  # dynamo cannot trace logging calls
@@ -125,7 +129,10 @@ def available_backends() -> dict[str, dict[str, tuple[bool, str]]]:
         table[op] = {}
         for name in BACKENDS:
             reason = why_not(op, name)
-            table[op][name] = (reason is None, reason or "available")
+            note = "available"
+            if reason is None and name == "triton" and _env.triton_interpret():
+                note = "available only under the interpreter (TRITON_INTERPRET=1): CPU tensors, by name"
+            table[op][name] = (reason is None, reason or note)
     return table
 
 

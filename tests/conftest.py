@@ -1,7 +1,13 @@
 import os
+import shutil
 
-import pytest
-import torch
+# Without a GPU, Triton kernels run on the CPU under Triton's interpreter; the variable must be set before
+# triton is first imported (torch may import it), so it is decided here from the driver tool, not from torch.
+if shutil.which("nvidia-smi") is None:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
@@ -16,8 +22,3 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-@pytest.fixture
-def no_env_backend(monkeypatch):
-    monkeypatch.delenv("SEMASK_BACKEND", raising=False)

@@ -1,0 +1,95 @@
+"""``python -m semask_kernels.info``: versions, build info, and which backend runs each op here."""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+
+import torch
+
+from . import _env, _ext, backends
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _gpu() -> str:
+    if not torch.cuda.is_available():
+        return "none (torch.cuda.is_available() is False)"
+    idx = torch.cuda.current_device()
+    major, minor = torch.cuda.get_device_capability(idx)
+    return f"{torch.cuda.get_device_name(idx)} (sm_{major}{minor})"
+
+
+def _extension() -> str:
+    info = _ext.build_info()
+    if info is None:
+        return f"not available: {_ext.EXT_ERROR}"
+    archs = ", ".join("sm_" + a.replace(".", "") for a in info["cuda_archs"])
+    text = f"built for {archs} (CUDA {info['cuda_version']}, torch {info['torch_version']})"
+    if not torch.cuda.is_available():
+        text += "; no GPU here to run it"
+    return text
+
+
+def _triton() -> str:
+    version = _version("triton")
+    if version == "not installed":
+        return "not installed"
+    if torch.cuda.is_available() and not _env.triton_interpret():
+        return f"{version}: available on the GPU"
+    state = "on" if _env.triton_interpret() else "off; set TRITON_INTERPRET=1 to use it"
+    return (f"{version}: available only under the interpreter (CPU tensors, backend='triton' by name, for tests; "
+            f"TRITON_INTERPRET is {state})")
+
+
+def report() -> str:
+    lines = [
+        f"semask-kernels {_version('semask-kernels')}",
+        f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+        f"timm {_version('timm')}",
+        f"GPU: {_gpu()}",
+        f"CUDA extension: {_extension()}",
+        f"Triton: {_triton()}",
+        f"SEMASK_BACKEND: {_env.default_backend()}",
+        "",
+        "Backends per op (ok / why not):",
+    ]
+    table = backends.available_backends()
+    for op, per_backend in table.items():
+        lines.append(f"  {op}")
+        for name, (ok, reason) in per_backend.items():
+            lines.append(f"    {name:<10} {'yes' if ok else 'no ':<4} {reason}")
+    lines.append("")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    lines.append(f"backend='auto' on {device} float32 tensors picks:")
+    for op, pick in auto_choices(device).items():
+        lines.append(f"  {op:<26} {pick}")
+    return "\n".join(lines)
+
+
+def auto_choices(device: str) -> dict[str, str]:
+    """The backend ``auto`` picks for each op on small float32 inputs on ``device``."""
+    t = lambda *shape: torch.zeros(*shape, device=device)  # noqa: E731
+    samples = {
+        "window_attention": (t(2, 3, 49, 32), t(2, 3, 49, 32), t(2, 3, 49, 32), t(169, 3), [7, 7], None, 0.1),
+        "shifted_window_attention": (t(1, 14, 14, 288), t(169, 3), t(288), 3, [7, 7], [3, 3], 0.1,
+                                     "roll_then_pad", -100.0),
+        "semantic_attention": (t(1, 8, 8, 19), t(1, 8, 8, 19), t(1, 8, 8, 32), [7, 7], t(19), t(32)),
+        "prior_map_decode": ([t(1, 19, 16, 16), t(1, 19, 8, 8), t(1, 19, 4, 4), t(1, 19, 2, 2)], False),
+        "upsample_cross_entropy": (t(1, 19, 8, 8), torch.zeros(1, 32, 32, dtype=torch.long, device=device), 255,
+                                   True, False),
+    }
+    assert set(samples) == set(backends.ops()), "info.auto_choices needs a sample for every op"
+    return {op: backends.choose_backend(op, "auto", *args) for op, args in samples.items()}
+
+
+def main() -> None:
+    print(report())
+
+
+if __name__ == "__main__":
+    main()

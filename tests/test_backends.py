@@ -1,0 +1,80 @@
+"""Backend registry, selection, SEMASK_BACKEND, and ``python -m semask_kernels.info``."""
+import logging
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import semask_kernels as sk
+from semask_kernels import _env, backends
+
+
+def test_available_backends_lists_every_op_and_backend_with_a_reason():
+    table = sk.available_backends()
+    assert set(table) == {"window_attention", "shifted_window_attention", "semantic_attention",
+                          "prior_map_decode", "upsample_cross_entropy"}
+    for op, per_backend in table.items():
+        assert set(per_backend) == {"reference", "triton", "cuda"}
+        assert per_backend["reference"] == (True, "available")
+        for ok, reason in per_backend.values():
+            assert isinstance(ok, bool) and isinstance(reason, str) and reason
+
+
+def test_auto_on_cpu_picks_the_reference_and_logs_why(caplog):
+    q = torch.randn(2, 1, 4, 8)
+    with caplog.at_level(logging.DEBUG, logger="semask_kernels"):
+        assert backends.choose_backend("window_attention", "auto", q, q, q, None, [2, 2], None, 1.0) == "reference"
+    assert "skipping backend 'cuda'" in caplog.text
+
+
+def test_semask_backend_env_sets_the_default(monkeypatch):
+    q = torch.randn(2, 1, 4, 8)
+    monkeypatch.setenv("SEMASK_BACKEND", "cuda")
+    with pytest.raises(RuntimeError, match="backend 'cuda' was requested but cannot run"):
+        sk.window_attention(q, q, q)
+    monkeypatch.setenv("SEMASK_BACKEND", "reference")
+    sk.window_attention(q, q, q)
+    monkeypatch.setenv("SEMASK_BACKEND", "fastest")
+    with pytest.raises(ValueError, match="SEMASK_BACKEND must be one of"):
+        sk.window_attention(q, q, q)
+
+
+def test_unknown_backend_name_is_rejected():
+    q = torch.randn(2, 1, 4, 8)
+    with pytest.raises(ValueError, match=r"backend must be one of .* got 'flash'"):
+        sk.window_attention(q, q, q, backend="flash")
+    with pytest.raises(TypeError, match="backend must be a str"):
+        sk.window_attention(q, q, q, backend=None)
+
+
+def test_env_parsing():
+    assert _env.cuda_archs.__doc__
+    import os
+    old = os.environ.get("SEMASK_CUDA_ARCHS")
+    try:
+        os.environ["SEMASK_CUDA_ARCHS"] = "sm_80; 9.0 ,sm_90a"
+        assert _env.cuda_archs() == ["8.0", "9.0", "9.0a"]
+        os.environ["SEMASK_CUDA_ARCHS"] = "hopper"
+        with pytest.raises(ValueError, match="SEMASK_CUDA_ARCHS: cannot read 'hopper'"):
+            _env.cuda_archs()
+    finally:
+        if old is None:
+            os.environ.pop("SEMASK_CUDA_ARCHS")
+        else:
+            os.environ["SEMASK_CUDA_ARCHS"] = old
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a machine without a GPU reports")
+def test_info_on_a_cpu_machine():
+    out = subprocess.run([sys.executable, "-m", "semask_kernels.info"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "GPU: none" in out
+    assert "reference  yes  available" in out
+    assert "available only under the interpreter" in out
+    from semask_kernels import _ext
+    if _ext.HAS_CUDA_EXT:
+        assert "CUDA extension: built for sm_" in out and "no GPU here to run it" in out
+    else:
+        assert "CUDA extension: not available" in out
+    assert "shifted_window_attention   reference" in out
