@@ -1,0 +1,22 @@
+"""``python -m benchmarks <command>``: the benchmark suite."""
+from __future__ import annotations
+
+import argparse
+
+from . import compare_swin
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    compare = commands.add_parser("compare-swin", help=compare_swin.__doc__.splitlines()[0],
+                                  description=compare_swin.__doc__)
+    compare_swin.add_arguments(compare)
+    args = parser.parse_args(argv)
+    if args.command == "compare-swin":
+        compare_swin.resolve_defaults(args)
+        compare_swin.run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""The main job runs end to end on the CPU and reports both models in the same run."""
+import json
+
+from benchmarks import __main__ as cli
+from benchmarks import harness
+
+
+def test_compare_swin_quick_runs_and_saves(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(harness, "RESULTS", tmp_path)
+    cli.main(["compare-swin", "--quick", "--modes", "inference", "train", "--warmup", "0", "--repeats", "1",
+              "--img-size", "64"])
+    out = capsys.readouterr().out
+    assert "CPU run" in out and "patched" in out and "stock" in out
+    rows = [json.loads(line) for line in (tmp_path / "compare_swin.jsonl").read_text().splitlines()]
+    assert {(r["variant"], r["mode"]) for r in rows} == {("stock", "inference"), ("patched", "inference"),
+                                                        ("stock", "train"), ("patched", "train")}
+    for r in rows:
+        assert r["median_ms"] > 0 and r["device_type"] == "cpu" and r["git_sha"] and r["torch"]
+        assert r["backend"] == ("timm" if r["variant"] == "stock" else "reference")
+    stock = [r for r in rows if r["variant"] == "stock"]
+    assert all(r["speedup_vs_stock"] == 1.0 for r in stock)
