@@ -65,9 +65,17 @@ def test_compile_fullgraph_matches_eager():
     logits = logits.detach()
 
     def fn(logits, target):
-        return torch.ops.semask_kernels.upsample_cross_entropy(logits, target, 255, True, False, "reference")
+        return sk.upsample_cross_entropy(logits, target, avg_non_ignore=False)
 
     assert_close(torch.compile(fn, fullgraph=True, backend="aot_eager")(logits, target), fn(logits, target))
+
+
+def test_bad_label_is_caught_under_compile_too():
+    logits, target = _data()
+    target[0, 0, 0] = 7
+    compiled = torch.compile(lambda x, t: sk.upsample_cross_entropy(x, t), fullgraph=True, backend="aot_eager")
+    with pytest.raises(ValueError, match="label 7"):
+        compiled(logits.detach(), target)
 
 
 BAD = [

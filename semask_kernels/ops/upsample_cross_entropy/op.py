@@ -13,9 +13,20 @@ backends.register_op(OP, ("cuda", "triton", "reference"))
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
 
 
+def _check_labels(target: Tensor, classes: int, ignore_index: int) -> None:
+    """Inside the op's kernel (it needs the values, so it cannot run while tracing): one device sync, so that a
+    wrong label is an error naming it instead of silent garbage or a device-side assert."""
+    bad = (target != ignore_index) & ((target < 0) | (target >= classes))
+    if bool(bad.any()):
+        value = int(target[bad][0])
+        raise ValueError(f"target holds label {value}, outside [0, {classes}) (K = logits.shape[1]) and not "
+                         f"ignore_index={ignore_index}")
+
+
 @torch.library.custom_op("semask_kernels::upsample_cross_entropy", mutates_args=())
 def _uce(logits: Tensor, target: Tensor, ignore_index: int, avg_non_ignore: bool, align_corners: bool,
          backend: str) -> Tensor:
+    _check_labels(target, logits.shape[1], ignore_index)
     return backends.get_backend(OP, backend).forward(logits, target, ignore_index, avg_non_ignore, align_corners)
 
 
@@ -81,12 +92,6 @@ def _validate(logits, target, ignore_index, avg_non_ignore, align_corners):
     for name, flag in (("avg_non_ignore", avg_non_ignore), ("align_corners", align_corners)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
-    classes = logits.shape[1]
-    bad = (target != ignore_index) & ((target < 0) | (target >= classes))
-    if bool(bad.any()):  # one device sync: a wrong label must not turn into silent garbage or a device assert
-        value = int(target[bad][0])
-        raise ValueError(f"target holds label {value}, outside [0, {classes}) (K = logits.shape[1]) and not "
-                         f"ignore_index={ignore_index}")
 
 
 def upsample_cross_entropy(logits: Tensor, target: Tensor, *, ignore_index: int = 255, avg_non_ignore: bool = True,
