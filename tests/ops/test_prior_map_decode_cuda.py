@@ -108,7 +108,7 @@ def test_backward_matches_autograd(shape, levels, dtype, align_corners):
 def test_non_contiguous_inputs():
     from semask_kernels.ops.prior_map_decode import cuda
     maps = make_maps((2, 3, 13, 9), [(7, 5), (4, 3)], torch.float32)
-    strided = [torch.cat([m, m], dim=-1)[..., ::2] for m in maps]  # same values, stride 2 along W
+    strided = [torch.stack([m, m], dim=-1).flatten(-2)[..., ::2] for m in maps]  # same values, W stride 2
     channels_last = [m.to(memory_format=torch.channels_last) for m in maps]
     expected = cuda.forward(maps, False)
     for variant in (strided, channels_last):

@@ -1,0 +1,1 @@
+"""SeMask and Swin segmentation models, installed as the package ``semask_models``."""

@@ -1,0 +1,50 @@
+"""The one place that imports the compiled CUDA extension ``semask_kernels._C``.
+
+Importing this module never fails: ``HAS_CUDA_EXT`` says whether the extension loaded, ``EXT_ERROR`` why not.
+Loading it registers the C++ ops ``torch.ops.semask_kernels.*_forward`` / ``*_backward`` (CUDA kernels only).
+
+    >>> from semask_kernels import _ext
+    >>> _ext.HAS_CUDA_EXT in (True, False)
+    True
+"""
+from __future__ import annotations
+
+import importlib.util
+from types import ModuleType
+from typing import Optional
+
+BUILD_HINT = ("To build it, install nvcc and a CUDA build of torch, then run "
+              "`SEMASK_BUILD_CUDA=1 pip install --no-build-isolation .` (or `-e .` from a checkout; "
+              "SEMASK_CUDA_ARCHS picks the GPU architectures, e.g. sm_90).")
+
+
+def _load() -> tuple[Optional[ModuleType], Optional[str]]:
+    # find_spec first: "not built" and "built but broken" need different advice.
+    try:
+        if importlib.util.find_spec("semask_kernels._C") is None:
+            return None, "the CUDA extension semask_kernels._C is not built (pure-Python install)"
+    except Exception as exc:  # noqa: BLE001 - a broken package layout must not break import
+        return None, f"cannot look for semask_kernels._C: {type(exc).__name__}: {exc}"
+    try:
+        import torch  # noqa: F401 - the extension links against torch's libraries, load them first
+        from . import _C
+    except Exception as exc:  # noqa: BLE001 - e.g. an ABI mismatch with the installed torch
+        return None, (f"semask_kernels._C failed to import ({type(exc).__name__}: {exc}); it was probably built "
+                      f"against another torch or CUDA version, rebuild it")
+    return _C, None
+
+
+_MODULE, EXT_ERROR = _load()
+HAS_CUDA_EXT: bool = _MODULE is not None
+
+
+def require() -> ModuleType:
+    """The extension module, or a RuntimeError that says why it is missing and how to build it."""
+    if _MODULE is None:
+        raise RuntimeError(f"semask_kernels CUDA extension unavailable: {EXT_ERROR}. {BUILD_HINT}")
+    return _MODULE
+
+
+def build_info() -> Optional[dict]:
+    """``{"cuda_archs", "cuda_version", "torch_version", "ops"}`` of the built extension, or None."""
+    return None if _MODULE is None else dict(_MODULE.build_info())

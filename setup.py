@@ -1,0 +1,181 @@
+"""Build and install semask-kernels (packages ``semask_kernels`` and ``semask_models``).
+
+    pip install --no-build-isolation .                      # CUDA extension if nvcc + a CUDA torch exist
+    SEMASK_BUILD_CUDA=1 SEMASK_CUDA_ARCHS=sm_90 pip install --no-build-isolation -e .   # must build, sm_90 only
+    SEMASK_BUILD_CUDA=0 pip install --no-build-isolation .  # pure Python (reference and Triton backends)
+
+``--no-build-isolation`` builds against the torch already installed (the extension's ABI must match it).
+Every SEMASK_* variable is parsed by ``semask_kernels/_env.py``, loaded here by file path (the package itself
+needs torch and must not be imported by the build).
+"""
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+VERSION = "0.1.0"
+
+
+def _load_env():
+    spec = importlib.util.spec_from_file_location("_semask_env", os.path.join(ROOT, "semask_kernels", "_env.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _say(message: str) -> None:
+    # stderr: pip shows it with -v, and always when the build fails.
+    print(f"[semask-kernels] {message}", file=sys.stderr, flush=True)
+
+
+def _toolkit_root_from_nvcc(nvcc: str) -> str | None:
+    """The toolkit folder of ``nvcc``, asked from nvcc itself (it may be a wrapper script in another folder)."""
+    try:
+        out = subprocess.run([nvcc, "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"^#\$ _HERE_=(.+)$", out.stdout + out.stderr, re.MULTILINE)
+    return os.path.dirname(m.group(1).strip()) if m else None
+
+
+def _ensure_cuda_home() -> None:
+    """Point CUDA_HOME at a real toolkit before torch guesses it as ``dirname(dirname(which nvcc))``.
+
+    That guess is wrong when ``nvcc`` on PATH is a wrapper (e.g. /usr/local/bin/nvcc -> CUDA_HOME=/usr/local,
+    with no CUDA headers there); an explicit CUDA_HOME / CUDA_PATH is always respected.
+    """
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    nvcc = shutil.which("nvcc")
+    candidates = []
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+        candidates.append(_toolkit_root_from_nvcc(nvcc))
+    candidates.append("/usr/local/cuda")
+    for root in candidates:
+        if root and os.path.isfile(os.path.join(root, "include", "cuda_runtime.h")) \
+                and os.path.isfile(os.path.join(root, "bin", "nvcc")):
+            os.environ["CUDA_HOME"] = root
+            return
+
+
+def _ensure_ninja_on_path() -> None:
+    # The venv's ninja is not on PATH when pip runs from an unactivated venv; torch would fall back to slow builds.
+    if shutil.which("ninja"):
+        return
+    dirs = [os.path.dirname(sys.executable)]
+    try:
+        import ninja  # the PyPI package ships the binary
+        dirs.insert(0, ninja.BIN_DIR)
+    except Exception:
+        pass
+    os.environ["PATH"] = os.pathsep.join(dirs + [os.environ.get("PATH", "")])
+
+
+def _cuda_build_blocker() -> str | None:
+    """Why the CUDA extension cannot be built here, or None if it can."""
+    try:
+        import torch
+    except Exception as exc:  # noqa: BLE001 - any import failure means "no torch"
+        return f"torch is not importable ({exc}); install torch first and use --no-build-isolation"
+    if not torch.version.cuda:
+        return f"torch {torch.__version__} is not a CUDA build (torch.version.cuda is None)"
+    _ensure_cuda_home()
+    from torch.utils import cpp_extension
+    if cpp_extension.CUDA_HOME is None:
+        return "nvcc was not found (set CUDA_HOME or put nvcc on PATH)"
+    nvcc = os.path.join(cpp_extension.CUDA_HOME, "bin", "nvcc")
+    if not os.path.exists(nvcc):
+        return f"CUDA_HOME={cpp_extension.CUDA_HOME} has no bin/nvcc"
+    return None
+
+
+def _extensions(env):
+    """(ext_modules, cmdclass) for the CUDA extension, or ([], {}) for a pure-Python install."""
+    mode = env.build_cuda()
+    if mode == "0":
+        _say("SEMASK_BUILD_CUDA=0: pure-Python install, no CUDA extension")
+        return [], {}
+    blocker = _cuda_build_blocker()
+    if blocker is not None:
+        if mode == "1":
+            raise RuntimeError(f"SEMASK_BUILD_CUDA=1 but the CUDA extension cannot be built: {blocker}")
+        _say(f"not building the CUDA extension: {blocker} (pure-Python install; SEMASK_BUILD_CUDA=1 forces it)")
+        return [], {}
+
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CUDAExtension
+
+    archs = env.cuda_archs()
+    # torch reads its arch list from this variable; +PTX on the newest plain arch keeps newer GPUs working (JIT).
+    arch_list = list(archs)
+    if not arch_list[-1][-1].isalpha():
+        arch_list[-1] += "+PTX"
+    os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(arch_list)
+    _ensure_ninja_on_path()
+    sources = ["csrc/bindings.cpp", "csrc/python_module.cpp"]
+    sources += sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "csrc", "**", "*.cu"),
+                                                                  recursive=True))
+    _say(f"building CUDA extension semask_kernels._C for archs {';'.join(arch_list)} with nvcc from {CUDA_HOME}, "
+         f"torch {torch.__version__} (CUDA {torch.version.cuda}); sources: {', '.join(sources)}")
+    # For build_info() in python_module.cpp (a C++ file): commas survive the shell without quotes. Not given to
+    # nvcc, which would split the value at the commas.
+    arch_define = f"-DSEMASK_CUDA_ARCHS={','.join(archs)}"
+    ext = CUDAExtension(
+        name="semask_kernels._C",
+        sources=sources,
+        include_dirs=[os.path.join(ROOT, "csrc")],
+        # No --use_fast_math: the kernels must match the reference closely.
+        extra_compile_args={"cxx": ["-O3", arch_define], "nvcc": ["-O3"]},
+    )
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+
+
+def _packages():
+    # semask_models lives in ./models (package_dir below); never install a top-level package named "models".
+    kernels = find_packages(include=["semask_kernels", "semask_kernels.*"])
+    models = ["semask_models"] + [f"semask_models.{p}" for p in find_packages(where="models")]
+    return kernels + models
+
+
+def _readme() -> str:
+    path = os.path.join(ROOT, "README.md")
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+ENV = _load_env()
+EXT_MODULES, CMDCLASS = _extensions(ENV)
+
+TIMM = "timm>=1.0.15"
+setup(
+    name="semask-kernels",
+    version=VERSION,
+    description="Fused Triton/CUDA kernels for Swin and SeMask segmentation models, with the models themselves",
+    long_description=_readme(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=_packages(),
+    package_dir={"semask_models": "models"},
+    package_data={"semask_models": ["configs/*.yaml", "configs/*.yml", "configs/*.json"]},
+    install_requires=["torch>=2.5", "numpy"],
+    extras_require={
+        "test": ["pytest", "hypothesis", TIMM, "expecttest"],
+        "bench": [TIMM, "tqdm", "matplotlib"],
+        "train": [TIMM, "tqdm", "safetensors", "pyyaml", "tensorboard"],
+    },
+    ext_modules=EXT_MODULES,
+    cmdclass=CMDCLASS,
+    zip_safe=False,
+)
