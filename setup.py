@@ -169,11 +169,11 @@ setup(
     packages=_packages(),
     package_dir={"semask_models": "models"},
     package_data={"semask_models": ["configs/*.yaml", "configs/*.yml", "configs/*.json"]},
-    install_requires=["torch>=2.5", "numpy"],
+    install_requires=["torch>=2.5", "numpy", TIMM, "safetensors"],  # timm: drop path and the Swin interop
     extras_require={
-        "test": ["pytest", "hypothesis", TIMM, "expecttest"],
-        "bench": [TIMM, "tqdm", "matplotlib"],
-        "train": [TIMM, "tqdm", "safetensors", "pyyaml", "tensorboard"],
+        "test": ["pytest", "hypothesis", "expecttest"],
+        "bench": ["tqdm", "matplotlib"],
+        "train": ["tqdm", "pyyaml", "tensorboard"],
     },
     ext_modules=EXT_MODULES,
     cmdclass=CMDCLASS,

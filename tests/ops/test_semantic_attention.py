@@ -94,7 +94,7 @@ def test_module_official_init_is_identity():
     layer = sk.nn.SemanticAttention(16, 19, window_size=7)
     assert set(layer.state_dict()) == {f"{m}.{p}" for m in ("mlp_cls_q", "mlp_cls_k", "mlp_v", "mlp_res")
                                        for p in ("weight", "bias")} | {"gamma"}
-    assert float(layer.gamma) == 0 and float(layer.mlp_res.weight.abs().sum()) == 0
+    assert float(layer.gamma.detach()) == 0 and float(layer.mlp_res.weight.detach().abs().sum()) == 0
     assert float(layer.mlp_cls_q.weight.std()) > 0.1  # kaiming, not the tiny trunc-normal
     x = torch.randn(1, 9, 10, 16)
     assert torch.equal(layer(x)[1], x)

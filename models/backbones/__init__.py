@@ -1,0 +1,1 @@
+"""Backbones: Swin and SeMask-Swin."""

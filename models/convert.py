@@ -1,0 +1,166 @@
+"""Checkpoint loading: official Swin ImageNet checkpoints, timm Swin state dicts and official SeMask-FPN
+(mmseg) checkpoints, into the models of this package.
+
+Loading never runs code from a file: safetensors, or ``torch.load(weights_only=True)``; a pickle that needs more
+is refused. Shapes that do not fit are refused naming the key, except ``relative_position_bias_table``, which is
+resized bicubically when the window differs (as the official ``mmcv_custom/checkpoint.py``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+logger = logging.getLogger("semask_models")
+StateDict = dict[str, Tensor]
+_DROPPED_SUFFIXES = ("relative_position_index", "attn_mask")  # buffers the official code stored, rebuilt here
+
+
+@dataclass
+class LoadReport:
+    """What a load did: keys the model kept its own values for, keys of the file that were not used, resized
+    tables, and the detected checkpoint format."""
+    source_format: str
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    resized: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        def block(title, keys):
+            return f"{title} ({len(keys)}):" + "".join(f"\n  {k}" for k in keys) if keys else f"{title}: none"
+        return "\n".join([f"checkpoint format: {self.source_format}", block("missing keys (kept as built)",
+                          self.missing), block("unexpected keys (ignored)", self.unexpected),
+                          block("resized relative_position_bias_table", self.resized)])
+
+
+def read_state_dict(path: Union[str, Path]) -> StateDict:
+    """Tensors of a ``.safetensors`` file or of a ``.pth``/``.pt``/``.bin`` pickle loaded with
+    ``weights_only=True``; a ``model`` or ``state_dict`` entry is unwrapped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        try:
+            return load_file(str(path))
+        except Exception as e:  # safetensors raises its own error types for truncated or foreign files
+            raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"refusing to load {path}: it holds objects other than tensors and plain containers, and "
+                         f"loading it would run code from the file (weights_only=True refused it: {e})") from e
+    except (RuntimeError, EOFError) as e:
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or foreign?): {e}") from e
+    return unwrap(obj, str(path))
+
+
+def unwrap(obj, name: str = "checkpoint") -> StateDict:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(f"{name} does not hold a state dict of tensors")
+    return dict(obj)
+
+
+def detect_format(sd: StateDict) -> str:
+    """"segmentor" (mmseg/this package: ``backbone.``/``decode_head.`` prefixes), "official_swin"
+    (downsample at the end of a stage) or "timm_swin" (downsample at the start of the next stage)."""
+    if any(k.startswith("backbone.") for k in sd):
+        return "segmentor"
+    if any(k.startswith("layers.0.downsample.") for k in sd):
+        return "official_swin"
+    if any(k.startswith("layers.1.downsample.") for k in sd) or any(k.startswith("head.fc.") for k in sd):
+        return "timm_swin"
+    if any(k.startswith("layers.") for k in sd):
+        return "official_swin"  # one stage, no downsample: the layouts agree
+    raise ValueError("cannot tell the checkpoint format: no 'layers.*' or 'backbone.*' keys")
+
+
+def swin_to_backbone(sd: StateDict, fmt: str) -> tuple[StateDict, list[str]]:
+    """Rename an ImageNet Swin state dict to the backbone layout; returns (renamed, dropped keys)."""
+    out, dropped = {}, []
+    for key, value in sd.items():
+        if key.startswith("head.") or key.startswith("norm.") or key.endswith(_DROPPED_SUFFIXES):
+            dropped.append(key)  # classifier, final norm and rebuilt buffers have no place in the backbone
+            continue
+        parts = key.split(".")
+        if fmt == "timm_swin" and parts[0] == "layers" and parts[2] == "downsample":
+            parts[1] = str(int(parts[1]) - 1)  # timm merges at the start of stage i, officially at the end of i-1
+        out[".".join(parts)] = value
+    return out, dropped
+
+
+def resize_bias_table(table: Tensor, num_entries: int) -> Tensor:
+    """Bicubic resize of a ((2W-1)², nH) table to ``num_entries`` rows (square windows)."""
+    old, heads = table.shape
+    s1, s2 = math.isqrt(old), math.isqrt(num_entries)
+    if s1 * s1 != old or s2 * s2 != num_entries:
+        raise ValueError(f"relative_position_bias_table: cannot resize {old} → {num_entries} rows "
+                         "(non-square windows)")
+    grid = table.float().permute(1, 0).reshape(1, heads, s1, s1)
+    return F.interpolate(grid, size=(s2, s2), mode="bicubic").reshape(heads, num_entries).permute(1, 0).to(table.dtype)
+
+
+def fit_to(model: nn.Module, sd: StateDict, fmt: str) -> LoadReport:
+    """Load ``sd`` into ``model`` non-strictly: resize tables, refuse other shape mismatches, report the rest."""
+    own = model.state_dict()
+    report = LoadReport(fmt)
+    usable = {}
+    for key, value in sd.items():
+        if key not in own:
+            report.unexpected.append(key)
+            continue
+        target = own[key]
+        if value.shape != target.shape:
+            if key.endswith("relative_position_bias_table") and value.shape[1] == target.shape[1]:
+                value = resize_bias_table(value, target.shape[0])
+                report.resized.append(key)
+            else:
+                raise ValueError(f"checkpoint key {key!r} has shape {tuple(value.shape)}, the model expects "
+                                 f"{tuple(target.shape)}: refusing a checkpoint that does not fit")
+        usable[key] = value
+    report.missing = sorted(set(own) - set(usable))
+    model.load_state_dict(usable, strict=False)
+    return report
+
+
+def load_swin_backbone(backbone: nn.Module, source: Union[str, Path, StateDict]) -> LoadReport:
+    """Load an official or timm Swin ImageNet checkpoint (path or state dict) into a ``SwinBackbone``."""
+    sd = read_state_dict(source) if not isinstance(source, dict) else unwrap(source)
+    fmt = detect_format(sd)
+    if fmt == "segmentor":
+        sd, fmt = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}, "segmentor backbone"
+        dropped = []
+    else:
+        sd, dropped = swin_to_backbone(sd, fmt)
+    report = fit_to(backbone, sd, fmt)
+    report.unexpected += dropped
+    _log(report)
+    return report
+
+
+def _log(report: LoadReport) -> None:
+    level = logging.WARNING if report.missing or report.unexpected else logging.INFO
+    logger.log(level, "checkpoint loaded\n%s", report)
+
+
+def load_checkpoint(model: nn.Module, source: Union[str, Path, StateDict]) -> LoadReport:
+    """Load into a ``Segmentor``: a full segmentor checkpoint (official SeMask-FPN mmseg layout, or this package's)
+    or an ImageNet Swin checkpoint into its backbone. Returns the report (also logged)."""
+    sd = read_state_dict(source) if not isinstance(source, dict) else unwrap(source)
+    if detect_format(sd) != "segmentor":
+        return load_swin_backbone(model.backbone, sd)
+    report = fit_to(model, sd, "segmentor")
+    _log(report)
+    return report

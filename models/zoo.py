@@ -1,0 +1,98 @@
+"""The model zoo: ``build_model(name, num_classes=..., **overrides)``."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .backbones.swin import SwinBackbone
+from .heads.fpn import FPNHead
+from .heads.upernet import UPerHead
+from .segmentor import Segmentor
+
+VARIANTS = {
+    "t": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7),
+    "s": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), window_size=7),
+    "b": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), window_size=12),
+    "l": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=12),
+}
+HEADS = {"fpn": 256, "upernet": 512}
+
+
+def official_global_stages(embed_dim: int, num_classes: int) -> tuple[int, ...]:
+    """The SeMask-FPN rule: stages 3-4 global when embed_dim ∈ {96, 192} and K > 19, else all windowed."""
+    return (2, 3) if embed_dim in (96, 192) and num_classes > 19 else ()
+
+
+@dataclass
+class ModelConfig:
+    embed_dim: int
+    depths: tuple[int, ...]
+    num_heads: tuple[int, ...]
+    window_size: int
+    semantic: bool
+    head: str
+    num_classes: int = 150
+    mlp_ratio: float = 4.0
+    drop_path_rate: float = 0.3
+    sem_window_size: Optional[int] = None  # None: the Swin window, as the official configs
+    global_stages: Optional[tuple[int, ...]] = None  # None: the official rule
+    head_channels: Optional[int] = None  # None: 256 (FPN) / 512 (UperNet)
+    use_checkpoint: bool = False
+    prior_weight: float = 0.4
+    ohem_min_kept: Optional[int] = None
+    avg_non_ignore: bool = False
+    ignore_index: int = 255
+    align_corners: bool = False
+    backend: str = "auto"
+    extra: dict = field(default_factory=dict, repr=False)
+
+
+def model_names() -> list[str]:
+    return [f"{prefix}swin_{v}_{head}" for head in HEADS for prefix in ("semask_", "") for v in VARIANTS]
+
+
+def config_for(name: str, num_classes: int = 150, **overrides) -> ModelConfig:
+    """The configuration of zoo model ``name`` with ``overrides`` (any ModelConfig field)."""
+    if name not in model_names():
+        raise ValueError(f"unknown model {name!r}; available: {model_names()}")
+    semantic = name.startswith("semask_")
+    variant, head = name.split("_")[-2:]
+    cfg = ModelConfig(**VARIANTS[variant], semantic=semantic, head=head, num_classes=num_classes)
+    known = {f.name for f in dataclasses.fields(ModelConfig)} - {"extra"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown override(s) {unknown} for {name!r}; known: {sorted(known)}")
+    return dataclasses.replace(cfg, **overrides)
+
+
+def build_from_config(cfg: ModelConfig) -> Segmentor:
+    if cfg.head not in HEADS:
+        raise ValueError(f"head must be one of {sorted(HEADS)}, got {cfg.head!r}")
+    if cfg.num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {cfg.num_classes}")
+    global_stages = (cfg.global_stages if cfg.global_stages is not None
+                     else official_global_stages(cfg.embed_dim, cfg.num_classes))
+    backbone = SwinBackbone(
+        embed_dim=cfg.embed_dim, depths=cfg.depths, num_heads=cfg.num_heads, window_size=cfg.window_size,
+        mlp_ratio=cfg.mlp_ratio, drop_path_rate=cfg.drop_path_rate,
+        num_classes=cfg.num_classes if cfg.semantic else None, sem_window_size=cfg.sem_window_size,
+        global_stages=global_stages, use_checkpoint=cfg.use_checkpoint, backend=cfg.backend)
+    head_cls = FPNHead if cfg.head == "fpn" else UPerHead
+    head = head_cls(backbone.num_features, cfg.num_classes, channels=cfg.head_channels or HEADS[cfg.head],
+                    align_corners=cfg.align_corners)
+    return Segmentor(backbone, head, prior_weight=cfg.prior_weight, ignore_index=cfg.ignore_index,
+                     avg_non_ignore=cfg.avg_non_ignore, ohem_min_kept=cfg.ohem_min_kept,
+                     align_corners=cfg.align_corners, backend=cfg.backend)
+
+
+def build_model(name: str, num_classes: int = 150, **overrides) -> Segmentor:
+    """Build a zoo model: ``semask_swin_{t,s,b,l}_fpn``, ``swin_{t,s,b,l}_fpn``, ``semask_swin_{t,s,b,l}_upernet``,
+    ``swin_{t,s,b,l}_upernet``. ``overrides`` are ModelConfig fields (e.g. ``drop_path_rate=0.0``,
+    ``backend="triton"``, ``global_stages=()``). Build on the meta device with ``with torch.device("meta"):``.
+
+    Example:
+        >>> import semask_models
+        >>> model = semask_models.build_model("semask_swin_t_fpn", num_classes=150)
+    """
+    return build_from_config(config_for(name, num_classes, **overrides))
