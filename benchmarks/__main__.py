@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import compare_swin
+from . import compare_swin, flops
 
 
 def main(argv=None) -> None:
@@ -12,10 +12,14 @@ def main(argv=None) -> None:
     compare = commands.add_parser("compare-swin", help=compare_swin.__doc__.splitlines()[0],
                                   description=compare_swin.__doc__)
     compare_swin.add_arguments(compare)
+    count = commands.add_parser("flops", help=flops.__doc__.splitlines()[0], description=flops.__doc__)
+    flops.add_arguments(count)
     args = parser.parse_args(argv)
     if args.command == "compare-swin":
         compare_swin.resolve_defaults(args)
         compare_swin.run(args)
+    elif args.command == "flops":
+        flops.run(args)
 
 
 if __name__ == "__main__":

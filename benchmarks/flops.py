@@ -1,0 +1,69 @@
+"""``flops``: parameters and FLOPs of every zoo model and of stock timm Swin, counted with
+``torch.utils.flop_counter`` on the meta device (no memory, no compute). Custom ops contribute through their
+registered formulas, so the count does not depend on the backend. Printed as MACs (the papers' "FLOPs") and as
+FLOPs (2 per multiply-add), with the SeMask semantic layers' share.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import semask_models as sm
+
+from .harness import append_rows, run_metadata
+
+TIMM_SWIN = {"swin_tiny_patch4_window7_224": 224, "swin_small_patch4_window7_224": 224,
+             "swin_base_patch4_window7_224": 224, "swin_large_patch4_window7_224": 224}
+
+
+def crop_size(name: str) -> int:
+    """The official training crop: 512 (T/S/B), 640 (L)."""
+    return 640 if "_l_" in name else 512
+
+
+def count(model: torch.nn.Module, size: int) -> tuple[int, int, int]:
+    """(params, total FLOPs, FLOPs inside semantic layers) of one inference forward at size×size, batch 1."""
+    params = sum(p.numel() for p in model.parameters())
+    with torch.device("meta"):
+        x = torch.empty(1, 3, size, size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(x)
+    per_module = counter.get_flop_counts()
+    semantic = sum(sum(ops.values()) for name, ops in per_module.items()
+                   if name.endswith("semantic_layer") and name.count("semantic_layer") == 1)
+    return params, counter.get_total_flops(), semantic
+
+
+def run(args) -> list[dict]:
+    import timm
+
+    meta = run_metadata(torch.device("cpu"))
+    rows = []
+    names = args.models or (list(TIMM_SWIN) + sm.model_names())
+    for name in names:
+        size = args.img_size or (TIMM_SWIN.get(name) or crop_size(name))
+        with torch.device("meta"):
+            model = (timm.create_model(name, pretrained=False) if name in TIMM_SWIN
+                     else sm.build_model(name, num_classes=args.num_classes))
+        params, flops, semantic = count(model, size)
+        rows.append({**meta, "bench": "flops", "model": name, "img_size": size,
+                     "num_classes": None if name in TIMM_SWIN else args.num_classes, "params": params,
+                     "gmacs": flops / 2e9, "gflops": flops / 1e9, "semantic_gmacs": semantic / 2e9})
+    print(f"{'model':<32} {'input':>6} {'params (M)':>11} {'GMACs':>9} {'GFLOPs':>9} {'semantic GMACs':>15}")
+    for r in rows:
+        print(f"{r['model']:<32} {r['img_size']:>6} {r['params'] / 1e6:>11.2f} {r['gmacs']:>9.2f} "
+              f"{r['gflops']:>9.2f} {r['semantic_gmacs']:>15.2f}")
+    print("MACs = multiply-accumulates (what the Swin and SeMask papers call FLOPs); FLOPs = 2 × MACs. "
+          "Counted for batch 1, inference (the SeMask prior decoder runs only in training).")
+    if not args.no_save:
+        print(f"results appended to {append_rows('flops.jsonl', rows)}")
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", nargs="+", default=None, help="zoo or timm Swin names (default: all)")
+    parser.add_argument("--img-size", type=int, default=None, help="default: 224 timm, 512 T/S/B, 640 L")
+    parser.add_argument("--num-classes", type=int, default=150)
+    parser.add_argument("--no-save", action="store_true")
