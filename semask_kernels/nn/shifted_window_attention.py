@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from .. import _checks
 from ..ops.shifted_window_attention import shifted_window_attention
-from ._rel_pos import init_rel_pos, resize_rel_pos
+from ._rel_pos import init_attention, resize_rel_pos
 
 
 class ShiftedWindowAttention(nn.Module):
@@ -36,20 +36,11 @@ class ShiftedWindowAttention(nn.Module):
                  qkv_bias: bool = True, proj_drop: float = 0.0, pad_order: str = "roll_then_pad",
                  mask_value: float = -100.0, backend: str = "auto", device=None, dtype=None):
         super().__init__()
-        self.dim = _checks.positive_int("dim", dim)
-        self.num_heads = _checks.positive_int("num_heads", num_heads)
-        self.window_size = _checks.pair("window_size", window_size)
+        init_attention(self, dim, num_heads, head_dim, window_size, qkv_bias, proj_drop, device, dtype)
         self.shift_size = _checks.pair("shift_size", shift_size, minimum=0)
-        head_dim = head_dim or dim // num_heads
-        attn_dim = head_dim * num_heads
-        self.scale = head_dim ** -0.5
         self.pad_order = _checks.choice("pad_order", pad_order, ("roll_then_pad", "pad_then_roll"))
         self.mask_value = float(mask_value)
         self.backend = backend
-        init_rel_pos(self, self.window_size, num_heads, device=device, dtype=dtype)
-        self.qkv = nn.Linear(dim, attn_dim * 3, bias=qkv_bias, device=device, dtype=dtype)
-        self.proj = nn.Linear(attn_dim, dim, device=device, dtype=dtype)
-        self.proj_drop = nn.Dropout(proj_drop)
 
     def set_window_size(self, window_size) -> None:
         resize_rel_pos(self, _checks.pair("window_size", window_size))

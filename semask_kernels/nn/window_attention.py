@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 from torch import Tensor, nn
 
 from .. import _checks
 from ..ops.window_attention import window_attention
-from ._rel_pos import init_rel_pos, resize_rel_pos
+from ._rel_pos import init_attention, resize_rel_pos
 
 
 class WindowAttention(nn.Module):
@@ -38,18 +37,9 @@ class WindowAttention(nn.Module):
         super().__init__()
         if attn_drop:
             raise ValueError(f"attn_drop must be 0 (the fused ops have no attention dropout), got {attn_drop}")
-        self.dim = _checks.positive_int("dim", dim)
-        self.num_heads = _checks.positive_int("num_heads", num_heads)
-        self.window_size = _checks.pair("window_size", window_size)
+        init_attention(self, dim, num_heads, head_dim, window_size, qkv_bias, proj_drop, device, dtype)
         self.window_area = self.window_size[0] * self.window_size[1]
-        head_dim = head_dim or dim // num_heads
-        attn_dim = head_dim * num_heads
-        self.scale = head_dim ** -0.5
         self.backend = backend
-        init_rel_pos(self, self.window_size, num_heads, device=device, dtype=dtype)
-        self.qkv = nn.Linear(dim, attn_dim * 3, bias=qkv_bias, device=device, dtype=dtype)
-        self.proj = nn.Linear(attn_dim, dim, device=device, dtype=dtype)
-        self.proj_drop = nn.Dropout(proj_drop)
 
     def set_window_size(self, window_size) -> None:
         resize_rel_pos(self, _checks.pair("window_size", window_size))

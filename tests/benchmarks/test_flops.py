@@ -1,5 +1,4 @@
 """The flops command: Swin-T 224 at timm's 4.5 GMACs, the Swin paper's UperNet count, backend-independence."""
-import pytest
 import timm
 import torch
 
