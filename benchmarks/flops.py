@@ -41,7 +41,7 @@ def run(args) -> list[dict]:
 
     meta = run_metadata(torch.device("cpu"))
     rows = []
-    names = args.models or (list(TIMM_SWIN) + sm.model_names())
+    names = args.models or (list(TIMM_SWIN) + sm.model_names(sgr=args.sgr))
     for name in names:
         size = args.img_size or (TIMM_SWIN.get(name) or crop_size(name))
         with torch.device("meta"):
@@ -51,10 +51,18 @@ def run(args) -> list[dict]:
         rows.append({**meta, "bench": "flops", "model": name, "img_size": size,
                      "num_classes": None if name in TIMM_SWIN else args.num_classes, "params": params,
                      "gmacs": flops / 2e9, "gflops": flops / 1e9, "semantic_gmacs": semantic / 2e9})
-    print(f"{'model':<32} {'input':>6} {'params (M)':>11} {'GMACs':>9} {'GFLOPs':>9} {'semantic GMACs':>15}")
+    by_name = {r["model"]: r for r in rows}
+    for r in rows:  # SGR's overhead against the same model without it, when both were counted
+        base = by_name.get(r["model"][: -len("_sgr")]) if r["model"].endswith("_sgr") else None
+        r["sgr_params_overhead"] = r["params"] - base["params"] if base else None
+        r["sgr_gmacs_overhead"] = r["gmacs"] - base["gmacs"] if base else None
+    print(f"{'model':<36} {'input':>6} {'params (M)':>11} {'GMACs':>9} {'GFLOPs':>9} {'semantic GMACs':>15} "
+          f"{'SGR +M params':>14} {'SGR +GMACs':>11}")
     for r in rows:
-        print(f"{r['model']:<32} {r['img_size']:>6} {r['params'] / 1e6:>11.2f} {r['gmacs']:>9.2f} "
-              f"{r['gflops']:>9.2f} {r['semantic_gmacs']:>15.2f}")
+        extra = (f"{r['sgr_params_overhead'] / 1e6:>14.2f} {r['sgr_gmacs_overhead']:>11.2f}"
+                 if r["sgr_params_overhead"] is not None else "")
+        print(f"{r['model']:<36} {r['img_size']:>6} {r['params'] / 1e6:>11.2f} {r['gmacs']:>9.2f} "
+              f"{r['gflops']:>9.2f} {r['semantic_gmacs']:>15.2f} {extra}")
     print("MACs = multiply-accumulates (what the Swin and SeMask papers call FLOPs); FLOPs = 2 × MACs. "
           "Counted for batch 1, inference (the SeMask prior decoder runs only in training).")
     if not args.no_save:
@@ -66,4 +74,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", default=None, help="zoo or timm Swin names (default: all)")
     parser.add_argument("--img-size", type=int, default=None, help="default: 224 timm, 512 T/S/B, 640 L")
     parser.add_argument("--num-classes", type=int, default=150)
+    parser.add_argument("--sgr", action="store_true", help="also count every model with SGR and its overhead")
     parser.add_argument("--no-save", action="store_true")

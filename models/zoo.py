@@ -9,6 +9,7 @@ from .backbones.swin import SwinBackbone
 from .heads.fpn import FPNHead
 from .heads.upernet import UPerHead
 from .segmentor import Segmentor
+from .sgr import SGR
 
 VARIANTS = {
     "t": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7),
@@ -45,20 +46,33 @@ class ModelConfig:
     ignore_index: int = 255
     align_corners: bool = False
     backend: str = "auto"
+    # SGR (global reasoning after the last stage); defaults of the paper: K = 256 tokens, top L = 64, ρ = 1, β = 0.25
+    sgr: bool = False
+    sgr_tokens: int = 256
+    sgr_dim: int = 256
+    sgr_layers: int = 2
+    sgr_top: int = 64
+    sgr_rho: float = 1.0
+    sgr_beta: float = 0.25
+    sgr_connectivity: int = 8
     extra: dict = field(default_factory=dict, repr=False)
 
 
-def model_names() -> list[str]:
-    return [f"{prefix}swin_{v}_{head}" for head in HEADS for prefix in ("semask_", "") for v in VARIANTS]
+def model_names(sgr: bool = False) -> list[str]:
+    """The zoo's names; with ``sgr=True`` also the ``..._sgr`` variants (SGR after the last stage)."""
+    names = [f"{prefix}swin_{v}_{head}" for head in HEADS for prefix in ("semask_", "") for v in VARIANTS]
+    return names + [f"{n}_sgr" for n in names] if sgr else names
 
 
 def config_for(name: str, num_classes: int = 150, **overrides) -> ModelConfig:
     """The configuration of zoo model ``name`` with ``overrides`` (any ModelConfig field)."""
-    if name not in model_names():
-        raise ValueError(f"unknown model {name!r}; available: {model_names()}")
-    semantic = name.startswith("semask_")
-    variant, head = name.split("_")[-2:]
-    cfg = ModelConfig(**VARIANTS[variant], semantic=semantic, head=head, num_classes=num_classes)
+    if name not in model_names(sgr=True):
+        raise ValueError(f"unknown model {name!r}; available: {model_names()} (each also with '_sgr')")
+    with_sgr = name.endswith("_sgr")
+    base = name[: -len("_sgr")] if with_sgr else name
+    variant, head = base.split("_")[-2:]
+    cfg = ModelConfig(**VARIANTS[variant], semantic=base.startswith("semask_"), head=head,
+                      num_classes=num_classes, sgr=with_sgr)
     known = {f.name for f in dataclasses.fields(ModelConfig)} - {"extra"}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -78,17 +92,21 @@ def build_from_config(cfg: ModelConfig) -> Segmentor:
         mlp_ratio=cfg.mlp_ratio, drop_path_rate=cfg.drop_path_rate,
         num_classes=cfg.num_classes if cfg.semantic else None, sem_window_size=cfg.sem_window_size,
         global_stages=global_stages, use_checkpoint=cfg.use_checkpoint, backend=cfg.backend)
+    sgr = (SGR(backbone.num_features[-1], dim=cfg.sgr_dim, num_tokens=cfg.sgr_tokens, layers=cfg.sgr_layers)
+           if cfg.sgr else None)
     head_cls = FPNHead if cfg.head == "fpn" else UPerHead
     head = head_cls(backbone.num_features, cfg.num_classes, channels=cfg.head_channels or HEADS[cfg.head],
                     align_corners=cfg.align_corners)
     return Segmentor(backbone, head, prior_weight=cfg.prior_weight, ignore_index=cfg.ignore_index,
                      avg_non_ignore=cfg.avg_non_ignore, ohem_min_kept=cfg.ohem_min_kept,
-                     align_corners=cfg.align_corners, backend=cfg.backend)
+                     align_corners=cfg.align_corners, backend=cfg.backend, sgr=sgr,
+                     sgr_loss_args=dict(top=cfg.sgr_top, rho=cfg.sgr_rho, beta=cfg.sgr_beta),
+                     sgr_connectivity=cfg.sgr_connectivity)
 
 
 def build_model(name: str, num_classes: int = 150, **overrides) -> Segmentor:
     """Build a zoo model: ``semask_swin_{t,s,b,l}_fpn``, ``swin_{t,s,b,l}_fpn``, ``semask_swin_{t,s,b,l}_upernet``,
-    ``swin_{t,s,b,l}_upernet``. ``overrides`` are ModelConfig fields (e.g. ``drop_path_rate=0.0``,
+    ``swin_{t,s,b,l}_upernet``, each also with an ``_sgr`` suffix (or ``sgr=True``). ``overrides`` are ModelConfig fields (e.g. ``drop_path_rate=0.0``,
     ``backend="triton"``, ``global_stages=()``). Build on the meta device with ``with torch.device("meta"):``.
 
     Example:

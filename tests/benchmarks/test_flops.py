@@ -40,3 +40,13 @@ def test_count_does_not_depend_on_the_backend():
         counts[backend] = counter.get_total_flops()
     assert counts["reference"] == 4 * 4 * 2 * 49 * 49 * 16  # 4 windows of the padded 14×14 map
     assert len(set(counts.values())) == 1, counts
+
+
+def test_sgr_overhead_is_reported(capsys):
+    from types import SimpleNamespace
+
+    rows = flops.run(SimpleNamespace(models=["swin_t_fpn", "swin_t_fpn_sgr"], img_size=256, num_classes=150,
+                                     sgr=False, no_save=True))
+    sgr = rows[1]
+    assert sgr["sgr_params_overhead"] > 1e6 and 0 < sgr["sgr_gmacs_overhead"] < 1
+    assert "SGR +GMACs" in capsys.readouterr().out

@@ -119,7 +119,7 @@ def test_reference_and_triton_backends_agree(name):
         for layer in tri.backbone.layers:
             if layer.semantic_layer is not None:
                 layer.semantic_layer.class_injection[0].gamma.fill_(0.5)
-    img, target = torch.randn(1, 3, 36, 44), torch.randint(0, 5, (1, 36, 44))
+    img, target = torch.randn(2, 3, 36, 44), torch.randint(0, 5, (2, 36, 44))  # PPM BN needs batch > 1
     results = []
     for m in (ref, tri):
         for mod in m.modules():  # dropout off, BN in train mode: deterministic and still a training step
