@@ -8,13 +8,15 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
-from . import cuda, reference
+from . import cuda, reference, triton
 
 OP = "prior_map_decode"
 backends.register_op(OP, ("cuda", "triton", "reference"))
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
 backends.register_backend(OP, "cuda", forward=cuda.forward, backward=cuda.backward, available=cuda.available,
                           supports=cuda.supports)
+backends.register_backend(OP, "triton", forward=triton.forward, backward=triton.backward,
+                          available=triton.available, supports=triton.supports)
 
 
 def _pairs(flat: Sequence[int]) -> list[tuple[int, int]]:

@@ -10,11 +10,13 @@ from torch.utils.flop_counter import register_flop_formula
 from ... import _checks, backends
 from .._windows import padded_size
 from ..window_attention.op import attention_flops
-from . import reference
+from . import reference, triton
 
 OP = "semantic_attention"
 backends.register_op(OP, ("cuda", "triton", "reference"))
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
+backends.register_backend(OP, "triton", forward=triton.forward, backward=triton.backward,
+                          available=triton.available, supports=triton.supports)
 
 
 @torch.library.custom_op("semask_kernels::semantic_attention", mutates_args=())

@@ -6,11 +6,13 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
-from . import reference
+from . import reference, triton
 
 OP = "upsample_cross_entropy"
 backends.register_op(OP, ("cuda", "triton", "reference"))
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
+backends.register_backend(OP, "triton", forward=triton.forward, backward=triton.backward,
+                          available=triton.available, supports=triton.supports)
 
 
 def _check_labels(target: Tensor, classes: int, ignore_index: int) -> None:

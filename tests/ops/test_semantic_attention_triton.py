@@ -1,0 +1,220 @@
+"""The Triton backend of semantic_attention against the reference (run in float32), forward and every gradient.
+
+On the CPU the kernels run under the Triton interpreter (tests/conftest.py sets TRITON_INTERPRET=1), so the
+shapes are small but awkward: padding on both axes, a map smaller than the window, a non-square window, a
+12×12 window that spans several key blocks, global attention with N not a multiple of the tile, K = 19 and
+150 (one padded K tile), C split over several C tiles. Tests marked ``gpu`` repeat the checks at SeMask stage
+shapes on CUDA.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import semask_kernels as sk
+from semask_kernels import backends
+from semask_kernels.ops.semantic_attention import triton as sa_triton
+from tests.utils import assert_close, assert_error_within
+
+OP = "semantic_attention"
+NAMES = ("out", "ds", "dk", "dv", "d pad_k", "d pad_v")
+
+
+def make(b, h, w, k, c, pads, scale=1.0, device="cpu"):
+    """fp32 inputs on unit scale (``scale`` multiplies s: larger logits), an upstream gradient."""
+    s = torch.randn(b, h, w, k, device=device) * scale
+    kk = torch.randn(b, h, w, k, device=device)
+    v = torch.randn(b, h, w, c, device=device)
+    pk = torch.randn(k, device=device) if pads else None
+    pv = torch.randn(c, device=device) if pads else None
+    grad = torch.randn(b, h, w, c, device=device)
+    return [s, kk, v, pk, pv], grad
+
+
+def run(backend, tensors, window, grad, dtype=None):
+    """(out, *grads of the tensors that are not None) through the public op and autograd."""
+    leaves = [t.detach().to(dtype or t.dtype).requires_grad_() if t is not None else None for t in tensors]
+    out = sk.semantic_attention(*leaves[:3], window_size=window, pad_k=leaves[3], pad_v=leaves[4],
+                                backend=backend)
+    grads = torch.autograd.grad(out, [t for t in leaves if t is not None], grad.to(out.dtype))
+    return [out, *grads]
+
+
+def names(tensors):
+    return [n for n, t in zip(NAMES, [True, *tensors]) if t is not None]
+
+
+def check_fp32(tensors, window, grad):
+    got = run("triton", tensors, window, grad)
+    expected = run("reference", tensors, window, grad)
+    for name, a, e in zip(names(tensors), got, expected):
+        assert a.dtype == torch.float32 and a.shape == e.shape, name
+        # Scores are unscaled sums of K products: the bounds grow with the magnitude of each result.
+        assert_close(a, e, name=name, scale=max(1.0, float(e.detach().abs().max())))
+
+
+# (B, H, W), K, C, window, pads
+CASES = {
+    "win7-pad-both-axes-K19": ((2, 9, 10), 19, 40, 7, True),
+    "win(4,6)-K150-C-tiles": ((1, 9, 10), 150, 200, (4, 6), True),
+    "win7-map-smaller-zero-pads": ((1, 3, 5), 19, 24, 7, False),
+    "win7-map-smaller-pads": ((2, 3, 5), 19, 24, (7, 7), True),
+    "win12-several-key-blocks": ((1, 13, 14), 19, 24, 12, True),
+    "win4-no-padding": ((1, 8, 8), 19, 24, 4, True),
+    "global-N77-K19": ((2, 7, 11), 19, 40, None, False),
+    "global-N90-K150-C-tiles": ((1, 9, 10), 150, 200, None, False),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fp32_matches_reference(case):
+    shape, k, c, window, pads = CASES[case]
+    tensors, grad = make(*shape, k, c, pads)
+    check_fp32(tensors, window, grad)
+
+
+def test_large_logits():
+    """Unscaled class scores can be large (|s·k| in the hundreds): the fp32 running max keeps it exact."""
+    tensors, grad = make(1, 6, 7, 19, 24, True, scale=30.0)
+    exact = run("reference", [t.double() if t is not None else None for t in tensors], 7, grad.double())
+    got = run("triton", tensors, 7, grad)
+    ref = run("reference", tensors, 7, grad)
+    for name, a, r, e in zip(names(tensors), got, ref, exact):
+        assert torch.isfinite(a).all(), name
+        assert_error_within(a, r, e, 3.0, name=name)
+
+
+@pytest.mark.parametrize("dtype,case", [(torch.bfloat16, "win7-pad-both-axes-K19"),
+                                        (torch.bfloat16, "global-N90-K150-C-tiles"),
+                                        (torch.bfloat16, "win(4,6)-K150-C-tiles"),
+                                        (torch.float16, "global-N77-K19")], ids=str)
+def test_low_precision_error_within_reference_error(dtype, case):
+    """The self-calibrating rule: the fused op's error against the fp32 reference is at most 2× (output) / 3×
+    (gradients) the error of the reference run in the same low precision."""
+    shape, k, c, window, pads = CASES[case]
+    tensors, grad = make(*shape, k, c, pads)
+    tensors = [t.to(dtype).float() if t is not None else None for t in tensors]  # representable inputs
+    exact = run("reference", tensors, window, grad)
+    got = run("triton", tensors, window, grad, dtype)
+    ref = run("reference", tensors, window, grad, dtype)
+    for i, (name, a, r, e) in enumerate(zip(names(tensors), got, ref, exact)):
+        assert a.dtype == dtype, name
+        assert_error_within(a, r, e, 2.0 if i == 0 else 3.0, name=name)
+
+
+def test_non_contiguous_inputs_give_the_same_bits():
+    tensors, grad = make(2, 9, 10, 19, 40, True)
+    s, k, v, pk, pv = tensors
+    wide = torch.randn(2, 9, 10, 2 * 19)
+    wide[..., 1::2] = s
+    s_nc = wide[..., 1::2]                                     # last-dim stride 2
+    k_nc = k.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)  # channels-first memory
+    v_nc = v.transpose(1, 2).contiguous().transpose(1, 2)      # H and W strides swapped
+    pk_nc = torch.stack([pk, pk], 1)[:, 0]                     # stride 2
+    pv_nc = torch.stack([pv, pv], 1)[:, 1]
+    assert not any(t.is_contiguous() for t in (s_nc, k_nc, v_nc, pk_nc, pv_nc))
+    for window in (7, None):
+        pads = (pk, pv) if window else (None, None)
+        pads_nc = (pk_nc, pv_nc) if window else (None, None)
+        expected = run("triton", [s, k, v, *pads], window, grad)
+        got = run("triton", [s_nc, k_nc, v_nc, *pads_nc], window, grad)
+        for name, a, e in zip(names([s, k, v, *pads]), got, expected):
+            assert torch.equal(a, e), name
+
+
+@pytest.mark.parametrize("window", [7, None])
+def test_backward_is_deterministic(window):
+    tensors, grad = make(1, 9, 10, 150, 200, True)  # K = 150 and two C tiles
+    if window is None:
+        tensors[3:] = [None, None]
+    first = run("triton", tensors, window, grad)
+    second = run("triton", tensors, window, grad)
+    for name, a, b in zip(names(tensors), first, second):
+        assert torch.equal(a, b), name
+
+
+def test_opcheck_triton():
+    tensors, _ = make(1, 5, 6, 19, 20, True)
+    s, k, v, pk, pv = (t.requires_grad_() for t in tensors)
+    torch.library.opcheck(torch.ops.semask_kernels.semantic_attention, (s, k, v, [4, 4], pk, pv, "triton"))
+
+
+def test_dispatch_on_cpu():
+    tensors, _ = make(1, 5, 6, 19, 20, True)
+    s, k, v, pk, pv = tensors
+    args = (s, k, v, [4, 4], pk, pv)
+    assert backends.why_not(OP, "triton", *args) is None  # runs under the interpreter, by name
+    assert backends.choose_backend(OP, "auto", *args) == "reference"  # auto never picks the interpreter
+    out = sk.semantic_attention(s, k, v, window_size=4, pad_k=pk, pad_v=pv, backend="triton")
+    assert_close(out, sk.semantic_attention(s, k, v, window_size=4, pad_k=pk, pad_v=pv, backend="reference"))
+
+
+def test_declines_what_it_cannot_run():
+    tensors, _ = make(1, 5, 6, 19, 20, False)
+    s, k, v = (t.double() for t in tensors[:3])
+    assert "float64" in sa_triton.supports(s, k, v, [], None, None)
+    with pytest.raises(RuntimeError, match="backend 'triton' was requested but cannot run.*float64"):
+        sk.semantic_attention(s, k, v, backend="triton")
+    wide = torch.randn(1, 2, 2, 300)
+    assert "K=300" in sa_triton.supports(wide, wide, torch.randn(1, 2, 2, 8), [], None, None)
+    assert sk.semantic_attention(s, k, v).dtype == torch.float64  # auto falls back to the reference
+
+
+def test_empty_batch():
+    tensors, grad = make(0, 5, 6, 19, 20, True)
+    out, *grads = run("triton", tensors, 4, grad)
+    assert out.shape == (0, 5, 6, 20) and [g.shape for g in grads] == [t.shape for t in tensors]
+
+
+# ---------------------------------------------------------------------------------------------------------- GPU
+
+# SeMask-T at 512² (K = 150): stages 1-2 windowed M=7, stages 3-4 global; SeMask-L at 640²: M=12, global 3-4.
+GPU_CASES = {
+    "T-stage1-win7": ((2, 128, 128), 150, 96, 7),
+    "T-stage2-win7": ((2, 64, 64), 150, 192, 7),
+    "T-stage3-global": ((2, 32, 32), 150, 384, None),
+    "T-stage4-global": ((2, 16, 16), 150, 768, None),
+    "L-stage2-win12": ((1, 80, 80), 150, 384, 12),
+    "L-stage3-global": ((1, 40, 40), 150, 768, None),
+    "L-stage4-global": ((1, 20, 20), 150, 1536, None),
+    "cityscapes-K19-win7": ((1, 48, 96), 19, 96, 7),
+}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", list(GPU_CASES))
+def test_gpu_stage_shapes(case, dtype):
+    shape, k, c, window = GPU_CASES[case]
+    tensors, grad = make(*shape, k, c, window is not None, scale=0.3, device="cuda")
+    if dtype == torch.float32:
+        check_fp32(tensors, window, grad)
+        return
+    tensors = [t.to(dtype).float() if t is not None else None for t in tensors]
+    exact = run("reference", tensors, window, grad)
+    got = run("triton", tensors, window, grad, dtype)
+    ref = run("reference", tensors, window, grad, dtype)
+    for i, (name, a, r, e) in enumerate(zip(names(tensors), got, ref, exact)):
+        assert_error_within(a, r, e, 2.0 if i == 0 else 3.0, name=name)
+    again = run("triton", tensors, window, grad, dtype)
+    for name, a, b in zip(names(tensors), got, again):
+        assert torch.equal(a, b), f"{name} not bitwise repeatable"
+
+
+@pytest.mark.gpu
+def test_gpu_global_memory_is_linear_in_tokens():
+    """Global attention at SeMask-L stage 3 (N = 1600): forward + backward never hold an (N, N) matrix."""
+    b, h, w, k, c = 8, 40, 40, 150, 768
+    tensors, grad = make(b, h, w, k, c, False, scale=0.3, device="cuda")
+    tensors = [t.bfloat16() if t is not None else None for t in tensors]
+    run("triton", tensors, None, grad)  # warm-up (compilation)
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    run("triton", tensors, None, grad)
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - base
+    n = h * w
+    one_score_matrix = b * n * n * 2
+    assert extra < one_score_matrix / 2, f"peak extra {extra / 2**20:.1f} MiB, one (B, N, N) bf16 matrix " \
+                                         f"{one_score_matrix / 2**20:.1f} MiB"
