@@ -17,7 +17,7 @@ $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install "setuptools>=64" wheel ninja
 	$(PY) -m pip install $(TORCH_PINS)
-	$(PY) -m pip install --no-build-isolation -v -e ".[test,bench]" > $(VENV)/install.log 2>&1 \
+	$(PY) -m pip install --no-build-isolation -v -e ".[test,bench,train]" > $(VENV)/install.log 2>&1 \
 		|| (tail -n 60 $(VENV)/install.log; echo "install failed: full log in $(VENV)/install.log"; exit 1)
 	grep -h "\[semask-kernels\]" $(VENV)/install.log || true
 	$(PY) -c "import semask_kernels"

@@ -169,12 +169,17 @@ setup(
     packages=_packages(),
     package_dir={"semask_models": "models"},
     package_data={"semask_models": ["configs/*.yaml", "configs/*.yml", "configs/*.json"]},
-    install_requires=["torch>=2.5", "numpy", TIMM, "safetensors"],  # timm: drop path and the Swin interop
+    # timm: drop path and the Swin interop; connected-components-3d: SGR's instance supervision
+    install_requires=["torch>=2.5", "numpy", TIMM, "safetensors", "connected-components-3d"],
     extras_require={
-        "test": ["pytest", "hypothesis", "expecttest"],
+        "test": ["pytest", "hypothesis", "expecttest", "scikit-image"],  # scikit-image: the cc3d fallback
         "bench": ["tqdm", "matplotlib"],
-        "train": ["tqdm", "pyyaml", "tensorboard"],
+        # semask-train / semask-eval: progress bars, YAML configs, TensorBoard events, torchvision.transforms.v2
+        # augmentation and PIL image reading (torchvision: install the one matching your torch first).
+        "train": ["tqdm", "pyyaml", "tensorboard", "torchvision", "pillow"],
     },
+    entry_points={"console_scripts": ["semask-train=semask_models.cli:train_main",
+                                      "semask-eval=semask_models.cli:eval_main"]},
     ext_modules=EXT_MODULES,
     cmdclass=CMDCLASS,
     zip_safe=False,

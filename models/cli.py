@@ -1,0 +1,92 @@
+"""Command line: ``semask-train`` / ``semask-eval`` (also ``python -m semask_models.cli train|eval ...``).
+
+    semask-train CONFIG [--work-dir DIR] [--set key=value ...] [--resume]
+    semask-eval  CONFIG --checkpoint PATH [--aug-test] [--work-dir DIR] [--set key=value ...] [--save-pred DIR]
+    torchrun --nproc_per_node 8 -m semask_models.cli train semask_swin_t_fpn_ade20k
+
+CONFIG is a YAML file or the name of a shipped config (``python -m semask_models.cli configs`` lists them).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML file or shipped config name (see the 'configs' command)")
+    p.add_argument("--work-dir", help="output folder (default: the config's work_dir, else work_dirs/<name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.max_iters=1000 (repeatable)")
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="semask-train", description="Train a SeMask/Swin segmentation model.")
+    _common(p)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of the work dir")
+    return p
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="semask-eval", description="Evaluate a checkpoint (mIoU) on the val split.")
+    _common(p)
+    p.add_argument("--checkpoint", required=True,
+                   help="a .safetensors of semask-train, a work dir (its latest checkpoint), or an official "
+                        "SeMask-FPN / Swin checkpoint")
+    p.add_argument("--aug-test", action="store_true", help="multi-scale (0.5-1.75) + flip test")
+    p.add_argument("--slide", action="store_true", help="sliding-window inference (test.crop / test.stride)")
+    p.add_argument("--save-pred", metavar="DIR", help="write the predictions as palette PNGs to DIR")
+    return p
+
+
+def _load(args):
+    from .config import ConfigError, load_config
+    try:
+        return load_config(args.config, args.overrides)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def train_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = train_parser().parse_args(argv)
+    cfg = _load(args)
+    from .train import run_train
+    result = run_train(cfg, work_dir=args.work_dir, resume=args.resume)
+    metrics = result.get("metrics")
+    if metrics and metrics.get("mIoU") is not None:
+        print(f"final mIoU {metrics['mIoU']:.4f}  mAcc {metrics['mAcc']:.4f}  aAcc {metrics['aAcc']:.4f}")
+    return 0
+
+
+def eval_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = eval_parser().parse_args(argv)
+    if args.aug_test:
+        args.overrides.append("test.aug=true")
+    if args.slide:
+        args.overrides.append("test.mode=slide")
+    cfg = _load(args)
+    from .evaluate import run_eval
+    metrics = run_eval(cfg, args.checkpoint, work_dir=args.work_dir, save_dir=args.save_pred)
+    if metrics.get("mIoU") is not None:
+        print(f"mIoU {metrics['mIoU']:.4f}  mAcc {metrics['mAcc']:.4f}  aAcc {metrics['aAcc']:.4f}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"train": train_main, "eval": eval_main}
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
+    if argv[0] == "configs":
+        from .config import shipped_configs
+        print("\n".join(shipped_configs()))
+        return 0
+    if argv[0] not in commands:
+        print(f"unknown command {argv[0]!r}: use train, eval or configs", file=sys.stderr)
+        return 2
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

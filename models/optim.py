@@ -1,0 +1,73 @@
+"""The official SeMask-FPN optimization: AdamW with no weight decay on norms, position tables and embeddings,
+and mmseg's poly schedule after a linear warmup."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+def param_groups(model: nn.Module, weight_decay: float,
+                 no_decay_keys: Sequence[str] = ("norm", "relative_position_bias_table", "absolute_pos_embed")):
+    """Two groups: ``decay`` and ``no_decay`` (a parameter whose name contains any of ``no_decay_keys``: mmseg's
+    ``paramwise_cfg.custom_keys`` with decay_mult 0). Decode-head BN (``bn``) and ``gamma`` keep weight decay."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if any(k in name for k in no_decay_keys) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
+              {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, train_cfg: dict) -> torch.optim.AdamW:
+    groups = param_groups(model, train_cfg["weight_decay"], train_cfg["no_decay_keys"])
+    return torch.optim.AdamW(groups, lr=train_cfg["lr"], betas=tuple(train_cfg["betas"]),
+                             weight_decay=train_cfg["weight_decay"])
+
+
+class PolyWarmupLR:
+    """lr(it) = poly(it) · warmup(it), set on every group before the update of iteration ``it`` (0-based):
+
+    poly(it) = (base − min_lr)·(1 − it/max_iters)^power + min_lr;
+    warmup(it) = 1 − (1 − it/warmup_iters)·(1 − warmup_ratio) for it < warmup_iters, else 1 (mmcv's linear
+    warmup, which scales the regular lr). The state is the iteration alone: the lr is a pure function of it.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, max_iters: int, power: float = 1.0, min_lr: float = 0.0,
+                 warmup_iters: int = 0, warmup_ratio: float = 1e-6):
+        self.optimizer = optimizer
+        self.max_iters, self.power, self.min_lr = max_iters, power, min_lr
+        self.warmup_iters, self.warmup_ratio = warmup_iters, warmup_ratio
+        for g in optimizer.param_groups:
+            g.setdefault("initial_lr", g["lr"])
+        self.last_iter = -1
+
+    def lr_at(self, base_lr: float, it: int) -> float:
+        progress = min(it, self.max_iters) / self.max_iters
+        lr = (base_lr - self.min_lr) * (1 - progress) ** self.power + self.min_lr
+        if it < self.warmup_iters:
+            lr *= 1 - (1 - it / self.warmup_iters) * (1 - self.warmup_ratio)
+        return lr
+
+    def set_iter(self, it: int) -> None:
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.lr_at(g["initial_lr"], it)
+        self.last_iter = it
+
+    def get_last_lr(self) -> list[float]:
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict:
+        return {"last_iter": self.last_iter, "max_iters": self.max_iters, "power": self.power,
+                "min_lr": self.min_lr, "warmup_iters": self.warmup_iters, "warmup_ratio": self.warmup_ratio}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_iter = int(state["last_iter"])
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg: dict) -> PolyWarmupLR:
+    return PolyWarmupLR(optimizer, train_cfg["max_iters"], train_cfg["power"], train_cfg["min_lr"],
+                        train_cfg["warmup_iters"], train_cfg["warmup_ratio"])
