@@ -176,10 +176,11 @@ setup(
         "bench": ["tqdm", "matplotlib"],
         # semask-train / semask-eval: progress bars, YAML configs, TensorBoard events, torchvision.transforms.v2
         # augmentation and PIL image reading (torchvision: install the one matching your torch first).
-        "train": ["tqdm", "pyyaml", "tensorboard", "torchvision", "pillow"],
+        "train": ["tqdm", "pyyaml", "tensorboard", "torchvision", "pillow", "matplotlib"],
     },
     entry_points={"console_scripts": ["semask-train=semask_models.cli:train_main",
-                                      "semask-eval=semask_models.cli:eval_main"]},
+                                      "semask-eval=semask_models.cli:eval_main",
+                                      "semask-analyze=semask_models.cli:analyze_main"]},
     ext_modules=EXT_MODULES,
     cmdclass=CMDCLASS,
     zip_safe=False,

@@ -2,6 +2,7 @@
 
     semask-train CONFIG [--work-dir DIR] [--set key=value ...] [--resume]
     semask-eval  CONFIG --checkpoint PATH [--aug-test] [--work-dir DIR] [--set key=value ...] [--save-pred DIR]
+    semask-analyze CONFIG --checkpoint PATH [--work-dir DIR]      # SGR token semantics (S_c, D_c, S_I, D_I)
     torchrun --nproc_per_node 8 -m semask_models.cli train semask_swin_t_fpn_ade20k
 
 CONFIG is a YAML file or the name of a shipped config (``python -m semask_models.cli configs`` lists them).
@@ -72,9 +73,22 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def analyze_main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="semask-analyze",
+                                description="Token semantics of an SGR model on the validation split.")
+    _common(p)
+    p.add_argument("--checkpoint", required=True, help="as for semask-eval")
+    args = p.parse_args(argv)
+    cfg = _load(args)
+    from .analyze import run_analyze
+    result = run_analyze(cfg, args.checkpoint, work_dir=args.work_dir)
+    print("  ".join(f"{k} {result[k]:.3f}" for k in ("S_c", "D_c", "S_I", "D_I")))
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": train_main, "eval": eval_main}
+    commands = {"train": train_main, "eval": eval_main, "analyze": analyze_main}
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         return 0
@@ -83,7 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("\n".join(shipped_configs()))
         return 0
     if argv[0] not in commands:
-        print(f"unknown command {argv[0]!r}: use train, eval or configs", file=sys.stderr)
+        print(f"unknown command {argv[0]!r}: use train, eval, analyze or configs", file=sys.stderr)
         return 2
     return commands[argv[0]](argv[1:])
 

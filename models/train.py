@@ -47,6 +47,7 @@ from .optim import build_optimizer, build_scheduler
 from .runlog import RunLogger, setup_console_logging
 
 logger = logging.getLogger("semask_models")
+LOSS_KEYS = ("loss", "loss_ce", "loss_cate", "loss_sgr")  # logged per iteration; absent terms count as 0
 
 
 class Trainer:
@@ -162,8 +163,11 @@ class Trainer:
         if self.start_iter >= end:
             logger.info("nothing to do: iteration %d >= %d", self.start_iter, end)
             return {"history": [], "metrics": self.last_metrics}
+        sgr = getattr(unwrap_model(self.model), "sgr", None) is not None
+        components = (dict(connectivity=unwrap_model(self.model).sgr_connectivity,
+                           ignore_index=cfg["data"]["ignore_index"]) if sgr else None)
         data = AugmentedDataset(self.train_set, build_train_transform(cfg["augment"], cfg["data"]["ignore_index"]),
-                                self.seed)
+                                self.seed, components=components)
         loader = build_train_loader(
             data, batch_per_rank=self.batch_per_rank, total_steps=max_iters * accum,
             start_step=self.start_iter * accum, rank=info.rank, world_size=info.world_size, seed=self.seed,
@@ -184,20 +188,18 @@ class Trainer:
                 torch.manual_seed(mix_seed(self.seed, 0x7E1, it, info.rank))
                 self.scheduler.set_iter(it)
                 self.optimizer.zero_grad(set_to_none=True)
-                parts = torch.zeros(3, device=self.device)  # loss, loss_ce, loss_cate of this iteration
+                parts = torch.zeros(len(LOSS_KEYS), device=self.device)  # this iteration's LOSS_KEYS
                 for a in range(accum):
                     t0 = time.time()
-                    images, labels = next(batches)
-                    images = images.to(self.device, non_blocking=True)
-                    labels = labels.to(self.device, non_blocking=True)
+                    images, labels, *extra = (t.to(self.device, non_blocking=True) for t in next(batches))
                     data_time += time.time() - t0
                     sync = (self.model.no_sync() if info.enabled and a < accum - 1 else contextlib.nullcontext())
                     with sync:
                         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                            losses = self.model(images, labels)
+                            losses = self.model(images, labels, *extra)  # extra: SGR's components
                         (losses["loss"] / accum).backward()
                     parts += torch.stack([losses.get(k, torch.zeros((), device=self.device)).detach().float()
-                                          for k in ("loss", "loss_ce", "loss_cate")]) / accum
+                                          for k in LOSS_KEYS]) / accum
                 grad_norm = None
                 if t["clip_grad"]:
                     grad_norm = torch.nn.utils.clip_grad_norm_(params, t["clip_grad"])
@@ -219,14 +221,14 @@ class Trainer:
         return {"history": self.history, "metrics": self.last_metrics}
 
     def _log(self, done: int, pending: list, bar, window_start: float, data_time: float, grad_norm) -> None:
-        values = torch.stack(pending)  # (n, 3), this rank
+        values = torch.stack(pending)  # (n, len(LOSS_KEYS)), this rank
         self.history.extend(values[:, 0].tolist())
         mean = all_reduce_sum(values.mean(0), self.info) / self.info.world_size
-        loss, loss_ce, loss_cate = mean.tolist()
         n = len(pending)
         elapsed = time.time() - window_start
-        record = {"iter": done, "lr": self.scheduler.get_last_lr()[0], "loss": loss, "loss_ce": loss_ce,
-                  "loss_cate": loss_cate, "time_per_iter": elapsed / n, "data_time_per_iter": data_time / n}
+        record = {"iter": done, "lr": self.scheduler.get_last_lr()[0], **dict(zip(LOSS_KEYS, mean.tolist())),
+                  "time_per_iter": elapsed / n, "data_time_per_iter": data_time / n}
+        loss = record["loss"]
         if grad_norm is not None:
             record["grad_norm"] = float(grad_norm)
         if self.device.type == "cuda":

@@ -17,15 +17,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 
+from ..sgr.components import connected_components
 from .synthetic import mix_seed
 
 
 class AugmentedDataset(Dataset):
     """Wraps a dataset of ``{"image", "label", "name"}`` items; ``self[(epoch, index)]`` returns the augmented
-    ``(image float32 (3, h, w), label int64 (h, w))``."""
+    ``(image float32 (3, h, w), label int64 (h, w))``, plus the connected-component ids of the augmented label
+    (int32 (h, w), SGR's supervision, computed here in the worker) when ``components`` gives a connectivity."""
 
-    def __init__(self, dataset: Dataset, transform, seed: int):
+    def __init__(self, dataset: Dataset, transform, seed: int, components: Optional[dict] = None):
         self.dataset, self.transform, self.seed = dataset, transform, seed
+        self.components = components  # {"connectivity", "ignore_index"} or None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -36,7 +39,11 @@ class AugmentedDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(mix_seed(self.seed, 0xA06, epoch, index))
             image, label = self.transform(tv_tensors.Image(item["image"]), tv_tensors.Mask(item["label"]))
-        return image.as_subclass(torch.Tensor), label.as_subclass(torch.Tensor).long()
+        image, label = image.as_subclass(torch.Tensor), label.as_subclass(torch.Tensor).long()
+        if self.components is None:
+            return image, label
+        ids, _ = connected_components(label.numpy(), **self.components)
+        return image, label, torch.from_numpy(ids)
 
 
 class IterationBatchSampler(Sampler):
@@ -90,8 +97,8 @@ def worker_init_fn(worker_id: int) -> None:
 
 
 def collate_train(batch):
-    images, labels = zip(*batch)
-    return torch.stack(images), torch.stack(labels)
+    """Stack each field: (images, labels) or (images, labels, components)."""
+    return tuple(torch.stack(field) for field in zip(*batch))
 
 
 def build_train_loader(dataset: AugmentedDataset, *, batch_per_rank: int, total_steps: int, start_step: int,
