@@ -173,7 +173,7 @@ setup(
     install_requires=["torch>=2.5", "numpy", TIMM, "safetensors", "connected-components-3d"],
     extras_require={
         "test": ["pytest", "hypothesis", "expecttest", "scikit-image"],  # scikit-image: the cc3d fallback
-        "bench": ["tqdm", "matplotlib"],
+        "bench": ["tqdm", "matplotlib", "pytest-benchmark"],
         # semask-train / semask-eval: progress bars, YAML configs, TensorBoard events, torchvision.transforms.v2
         # augmentation and PIL image reading (torchvision: install the one matching your torch first).
         "train": ["tqdm", "pyyaml", "tensorboard", "torchvision", "pillow", "matplotlib"],

@@ -1,7 +1,8 @@
 """``compare-swin``: stock timm Swin against the same model patched with ``sk.patch_timm_swin``, in one run.
 
-Both models hold the same weights; the patched one runs the attention of every block as one fused op.
-Inference and a training step (forward + backward + SGD step), eager, with ratios to stock.
+Stock timm Swin, the same model patched (the attention of every block as one fused op), and our own Swin
+backbone with the same weights; eager and, with ``--compile``, ``torch.compile``d; inference and a training
+step (forward + backward + SGD step); ratios to stock eager and to stock compiled, all in the same run.
 On a CPU the patched model runs the reference backend: the numbers show the suite works, not GPU speed.
 """
 from __future__ import annotations
@@ -19,10 +20,17 @@ MODELS = {"T": "swin_tiny_patch4_window7_224", "S": "swin_small_patch4_window7_2
           "B": "swin_base_patch4_window7_224", "L": "swin_large_patch4_window7_224"}
 
 
+def _scalar(out) -> torch.Tensor:
+    """A loss from logits (timm) or from the backbone's (features, priors) lists."""
+    if isinstance(out, torch.Tensor):
+        return out.float().sum()
+    return sum(_scalar(o) for o in out if isinstance(o, (torch.Tensor, list, tuple)) and len(o))
+
+
 def _train_step(model, x, optimizer):
     def step():
         optimizer.zero_grad(set_to_none=True)
-        model(x).float().sum().backward()
+        _scalar(model(x)).backward()
         optimizer.step()
     return step
 
@@ -32,6 +40,25 @@ def _infer(model, x):
         with torch.inference_mode():
             model(x)
     return run
+
+
+def _models(stock, args, device, dtype):
+    """The contenders of one run: stock timm, the patched copy, our Swin backbone with the same weights
+    (pad_then_roll, per-stage output norms, no classifier), each also ``torch.compile``d with ``--compile``."""
+    from semask_models.backbones.swin import SwinBackbone
+    from semask_models.convert import load_swin_backbone
+
+    patched = sk.patch_timm_swin(copy.deepcopy(stock), backend=args.backend)
+    ours = SwinBackbone(embed_dim=stock.embed_dim, depths=[len(layer.blocks) for layer in stock.layers],
+                        num_heads=[layer.blocks[0].attn.num_heads for layer in stock.layers],
+                        window_size=stock.layers[0].blocks[0].attn.window_size[0], drop_path_rate=0.0,
+                        backend=args.backend)
+    load_swin_backbone(ours, stock.state_dict())
+    ours.to(device=device, dtype=dtype)
+    models = {"stock": stock, "patched": patched, "ours": ours}
+    if args.compile:
+        models.update({f"{name}+compile": torch.compile(model) for name, model in list(models.items())})
+    return models
 
 
 def run(args) -> list[dict]:
@@ -46,32 +73,38 @@ def run(args) -> list[dict]:
         print("NOTE: CPU run. The patched model uses the reference backend here; these are CPU numbers, "
               "not GPU numbers, and say nothing about the fused kernels' speed.")
     for variant in args.variants:
-        stock = timm.create_model(MODELS[variant], pretrained=False, img_size=args.img_size,
-                                  strict_img_size=False).to(device=device, dtype=dtype)
-        patched = sk.patch_timm_swin(copy.deepcopy(stock), backend=args.backend)
-        backend = sk.backends.choose_backend(  # what the patched blocks run, for the record
-            "shifted_window_attention", args.backend,
-            torch.zeros(1, 7, 7, 288, device=device, dtype=dtype), torch.zeros(169, 3, device=device, dtype=dtype),
-            None, 3, [7, 7], [0, 0], 0.1, "roll_then_pad", -100.0)
-        x = torch.randn(args.batch, 3, args.img_size, args.img_size, device=device, dtype=dtype)
-        for mode in args.modes:
-            results = {}
-            for label, model in (("stock", stock), ("patched", patched)):
-                if mode == "inference":
-                    model.eval()
-                    fn = _infer(model, x)
-                else:
-                    model.train()
-                    fn = _train_step(model, x, torch.optim.SGD(model.parameters(), lr=1e-6))
-                results[label] = time_fn(fn, device, warmup=args.warmup, repeats=args.repeats)
-            base = results["stock"].median_ms
-            for label, t in results.items():
-                rows.append({**meta, "bench": "compare-swin", "model": MODELS[variant], "variant": label,
-                             "backend": backend if label == "patched" else "timm", "mode": mode,
-                             "dtype": args.dtype, "batch": args.batch, "img_size": args.img_size,
-                             "median_ms": t.median_ms, "p10_ms": t.p10_ms, "p90_ms": t.p90_ms,
-                             "img_per_s": args.batch / t.median_ms * 1e3, "peak_mem_mb": t.peak_mem_mb,
-                             "speedup_vs_stock": base / t.median_ms})
+        for img_size in args.img_size:
+            stock = timm.create_model(MODELS[variant], pretrained=False, img_size=img_size,
+                                      strict_img_size=False).to(device=device, dtype=dtype)
+            backend = sk.backends.choose_backend(  # what the patched blocks run, for the record
+                "shifted_window_attention", args.backend,
+                torch.zeros(1, 7, 7, 288, device=device, dtype=dtype),
+                torch.zeros(169, 3, device=device, dtype=dtype), None, 3, [7, 7], [0, 0], 0.1, "roll_then_pad",
+                -100.0)
+            models = _models(stock, args, device, dtype)
+            for batch in args.batch:
+                x = torch.randn(batch, 3, img_size, img_size, device=device, dtype=dtype)
+                for mode in args.modes:
+                    results = {}
+                    for label, model in models.items():
+                        if mode == "inference":
+                            model.eval()
+                            fn = _infer(model, x)
+                        else:
+                            model.train()
+                            fn = _train_step(model, x, torch.optim.SGD(model.parameters(), lr=1e-6))
+                        results[label] = time_fn(fn, device, warmup=args.warmup, repeats=args.repeats)
+                    base = results["stock"].median_ms
+                    base_compiled = results["stock+compile"].median_ms if "stock+compile" in results else None
+                    for label, t in results.items():
+                        rows.append({**meta, "bench": "compare-swin", "model": MODELS[variant], "variant": label,
+                                     "backend": "timm" if label.startswith("stock") else backend, "mode": mode,
+                                     "dtype": args.dtype, "batch": batch, "img_size": img_size,
+                                     "median_ms": t.median_ms, "p10_ms": t.p10_ms, "p90_ms": t.p90_ms,
+                                     "img_per_s": batch / t.median_ms * 1e3, "peak_mem_mb": t.peak_mem_mb,
+                                     "speedup_vs_stock": base / t.median_ms,
+                                     "speedup_vs_stock_compiled": (base_compiled / t.median_ms
+                                                                   if base_compiled else None)})
     _print(rows)
     if not args.no_save:
         path = append_rows("compare_swin.jsonl", rows)
@@ -80,23 +113,28 @@ def run(args) -> list[dict]:
 
 
 def _print(rows: list[dict]) -> None:
-    header = f"{'model':<32} {'mode':<10} {'variant':<8} {'backend':<10} {'ms (median)':>11} {'p10-p90':>15} " \
-             f"{'img/s':>8} {'peak MB':>8} {'vs stock':>8}"
+    header = f"{'model':<30} {'size':>5} {'batch':>5} {'mode':<10} {'variant':<16} {'backend':<10} {'ms':>9} " \
+             f"{'p10-p90':>15} {'img/s':>8} {'peak MB':>8} {'vs stock':>8} {'vs compiled':>11}"
     print(header)
     print("-" * len(header))
     for r in rows:
         mem = f"{r['peak_mem_mb']:.0f}" if r["peak_mem_mb"] is not None else "n/a"
-        print(f"{r['model']:<32} {r['mode']:<10} {r['variant']:<8} {r['backend']:<10} {r['median_ms']:>11.2f} "
-              f"{r['p10_ms']:>7.2f}-{r['p90_ms']:<7.2f} {r['img_per_s']:>8.1f} {mem:>8} "
-              f"{r['speedup_vs_stock']:>7.2f}x")
+        vs_compiled = f"{r['speedup_vs_stock_compiled']:.2f}x" if r["speedup_vs_stock_compiled"] else "-"
+        print(f"{r['model']:<30} {r['img_size']:>5} {r['batch']:>5} {r['mode']:<10} {r['variant']:<16} "
+              f"{r['backend']:<10} {r['median_ms']:>9.2f} {r['p10_ms']:>7.2f}-{r['p90_ms']:<7.2f} "
+              f"{r['img_per_s']:>8.1f} {mem:>8} {r['speedup_vs_stock']:>7.2f}x {vs_compiled:>11}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", nargs="+", default=None, choices=sorted(MODELS),
                         help="Swin variants (default: T S B L on a GPU, T with --quick or on a CPU)")
     parser.add_argument("--modes", nargs="+", default=["inference", "train"], choices=["inference", "train"])
-    parser.add_argument("--batch", type=int, default=None, help="batch size (default 128 GPU, 2 CPU/--quick)")
-    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--batch", type=int, nargs="+", default=None,
+                        help="batch sizes (default 128 GPU, 2 CPU/--quick); several give throughput vs batch")
+    parser.add_argument("--img-size", type=int, nargs="+", default=None,
+                        help="input sizes (default 224 and the 512 segmentation crop on a GPU, 224 on a CPU)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time torch.compile'd models (default: on a GPU without --quick)")
     parser.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"],
                         help="default bf16 on a GPU, fp32 on a CPU")
     parser.add_argument("--backend", default="auto", help="backend of the patched model's ops")
@@ -111,7 +149,9 @@ def resolve_defaults(args) -> None:
     gpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
     small = args.quick or not gpu
     args.variants = args.variants or (["T"] if small else ["T", "S", "B", "L"])
-    args.batch = args.batch or (2 if small else 128)
+    args.batch = args.batch or ([2] if small else [128])
+    args.img_size = args.img_size or ([224] if small else [224, 512])
+    args.compile = (not small) if args.compile is None else args.compile
     args.dtype = args.dtype or ("bf16" if gpu else "fp32")
     args.warmup = args.warmup if args.warmup is not None else (1 if small else 5)
     args.repeats = args.repeats if args.repeats is not None else (3 if small else 20)

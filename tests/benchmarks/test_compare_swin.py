@@ -12,8 +12,8 @@ def test_compare_swin_quick_runs_and_saves(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "CPU run" in out and "patched" in out and "stock" in out
     rows = [json.loads(line) for line in (tmp_path / "compare_swin.jsonl").read_text().splitlines()]
-    assert {(r["variant"], r["mode"]) for r in rows} == {("stock", "inference"), ("patched", "inference"),
-                                                        ("stock", "train"), ("patched", "train")}
+    assert {(r["variant"], r["mode"]) for r in rows} == {(v, m) for v in ("stock", "patched", "ours")
+                                                        for m in ("inference", "train")}
     for r in rows:
         assert r["median_ms"] > 0 and r["device_type"] == "cpu" and r["git_sha"] and r["torch"]
         assert r["backend"] == ("timm" if r["variant"] == "stock" else "reference")

@@ -1,0 +1,238 @@
+"""``ops``: every op, every backend that can run here, forward and forward+backward, at the stage shapes of
+Swin-T/S/B/L 224 and SeMask-T/L at their crops, against the baselines that apply, with achieved TFLOP/s and GB/s.
+
+Baselines: for the window attention, timm's default path, SDPA with a materialized bias + mask, FlexAttention
+with a ``score_mod`` (``benchmarks/attention_baselines.py``); for the loss, ``F.interpolate`` +
+``F.cross_entropy``; for the others, the reference. Every ratio is against the first row of its group, in the
+same run. On a CPU (or with ``--quick``) shapes are tiny, and the Triton interpreter is not timed.
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+import semask_kernels as sk
+from semask_kernels.ops._windows import padded_size
+
+from .attention_baselines import BASELINES
+from .harness import append_rows, run_metadata, time_fn
+
+# (name, batch, image size, embed dim, heads of stage 1, window) at their standard input sizes
+MODELS = {
+    "swin_t_224": (128, 224, 96, 3, 7), "swin_s_224": (128, 224, 96, 3, 7), "swin_b_224": (128, 224, 128, 4, 7),
+    "swin_l_224": (128, 224, 192, 6, 7), "semask_t_512": (16, 512, 96, 3, 7), "semask_l_640": (8, 640, 192, 6, 12),
+}
+QUICK = {"tiny_64": (1, 64, 32, 1, 7)}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+@dataclass
+class Case:
+    op: str
+    shape: str
+    inputs: Callable[[], dict]       # fresh leaf tensors (requires_grad where they get gradients)
+    candidates: dict                 # name -> fn(**inputs) -> Tensor (the first is the baseline of the group)
+    flops: int                       # forward FLOPs (backward counted as 2×)
+    bytes: int                       # minimal forward traffic: inputs read + output written
+
+
+def _stages(model: str, quick: bool):
+    batch, size, dim, heads, window = (QUICK if quick else MODELS)[model]
+    for i in range(4):
+        yield i, batch, size // 4 // 2 ** i, dim * 2 ** i, heads * 2 ** i, window
+
+
+def _leaf(*shape, dtype, device, grad=True):
+    return torch.randn(*shape, dtype=dtype, device=device).requires_grad_(grad)
+
+
+def _backends(op: str, *args) -> list[str]:
+    """Backends of ``op`` that run these arguments here, the Triton interpreter excepted (not a speed)."""
+    from semask_kernels import _env, backends
+    names = []
+    for name in backends.BACKENDS:
+        if backends.why_not(op, name, *args) is None and not (name == "triton" and _env.triton_interpret()):
+            names.append(name)
+    return names
+
+
+def attention_cases(model: str, dtype, device, quick: bool):
+    for stage, batch, hw, dim, heads, window in _stages(model, quick):
+        d = dim // heads
+        shift = (window // 2, window // 2) if hw > window else (0, 0)
+        win = (window, window)
+        scale = d ** -0.5
+
+        def inputs(batch=batch, hw=hw, dim=dim, heads=heads, win=win):
+            return {"qkv": _leaf(batch, hw, hw, 3 * dim, dtype=dtype, device=device),
+                    "table": _leaf((2 * win[0] - 1) * (2 * win[1] - 1), heads, dtype=dtype, device=device),
+                    "qkv_bias": _leaf(3 * dim, dtype=dtype, device=device)}
+
+        candidates = {name: (lambda f, h=heads, w=win, s=shift, sc=scale:
+                             lambda qkv, table, qkv_bias: f(qkv, table, qkv_bias, h, w, s, sc))(fn)
+                      for name, fn in BASELINES.items()}
+        probe = inputs()
+        for backend in _backends("shifted_window_attention", probe["qkv"], probe["table"], probe["qkv_bias"], heads,
+                                 list(win), list(shift), scale, "roll_then_pad", -100.0):
+            candidates[f"op:{backend}"] = (lambda b, h=heads, w=win, s=shift: lambda qkv, table, qkv_bias:
+                                           sk.shifted_window_attention(qkv, table, num_heads=h, window_size=w,
+                                                                       shift_size=s, qkv_bias=qkv_bias,
+                                                                       backend=b))(backend)
+        windows = batch * (padded_size(hw, window) // window) ** 2
+        n = window * window
+        flops = 4 * windows * heads * n * n * d
+        size = torch.tensor([], dtype=dtype).element_size()
+        yield Case("shifted_window_attention", f"{model} stage{stage + 1} {hw}x{hw} C{dim} shift{shift[0]}",
+                   inputs, candidates, flops, size * batch * hw * hw * 4 * dim)
+
+
+def semantic_cases(model: str, dtype, device, quick: bool, num_classes: int = 150):
+    for stage, batch, hw, dim, _, window in _stages(model, quick):
+        glob = stage >= 2 and dim // 2 ** stage in (96, 192)  # the official FPN rule for K > 19
+        win = None if glob else window
+
+        def inputs(batch=batch, hw=hw, dim=dim):
+            return {"s": _leaf(batch, hw, hw, num_classes, dtype=dtype, device=device),
+                    "k": _leaf(batch, hw, hw, num_classes, dtype=dtype, device=device),
+                    "v": _leaf(batch, hw, hw, dim, dtype=dtype, device=device)}
+
+        candidates = {}
+        probe = inputs()
+        args = (probe["s"], probe["k"], probe["v"], [win, win] if win else [], None, None)
+        for backend in ["reference"] + [b for b in _backends("semantic_attention", *args) if b != "reference"]:
+            candidates[f"op:{backend}"] = (lambda b, w=win: lambda s, k, v:
+                                           sk.semantic_attention(s, k, v, window_size=w, backend=b))(backend)
+        if glob:
+            candidates["sdpa"] = lambda s, k, v: F.scaled_dot_product_attention(
+                s.flatten(1, 2)[:, None], k.flatten(1, 2)[:, None], v.flatten(1, 2)[:, None], scale=1.0)
+        n = hw * hw if glob else window * window
+        groups = batch if glob else batch * (padded_size(hw, window) // window) ** 2
+        flops = 2 * groups * n * n * (num_classes + dim)
+        size = torch.tensor([], dtype=dtype).element_size()
+        yield Case("semantic_attention", f"{model} stage{stage + 1} {hw}x{hw} C{dim} {'global' if glob else 'win'}",
+                   inputs, candidates, flops, size * batch * hw * hw * (2 * num_classes + 2 * dim))
+
+
+def loss_cases(model: str, dtype, device, quick: bool, num_classes: int = 150):
+    batch, size = (QUICK if quick else MODELS)[model][:2]
+    h = size // 4
+
+    def inputs():
+        target = torch.randint(0, num_classes, (batch, size, size), device=device)
+        target[:, : size // 8] = 255
+        return {"logits": _leaf(batch, num_classes, h, h, dtype=dtype, device=device), "target": target}
+
+    candidates = {"interpolate+cross_entropy": lambda logits, target: F.cross_entropy(
+        F.interpolate(logits, size=target.shape[-2:], mode="bilinear"), target, ignore_index=255)}
+    probe = inputs()
+    for backend in _backends("upsample_cross_entropy", probe["logits"], probe["target"], 255, True, False):
+        candidates[f"op:{backend}"] = (lambda b: lambda logits, target: sk.upsample_cross_entropy(
+            logits, target, backend=b))(backend)
+    elem = torch.tensor([], dtype=dtype).element_size()
+    yield Case("upsample_cross_entropy", f"{model} K{num_classes} {h}->{size}", inputs, candidates,
+               10 * batch * num_classes * size * size, elem * batch * num_classes * h * h + 8 * batch * size * size)
+    maps_sizes = [h // 2 ** i for i in range(4)]
+
+    def map_inputs():
+        return {f"m{i}": _leaf(batch, num_classes, s, s, dtype=dtype, device=device) for i, s in enumerate(maps_sizes)}
+
+    candidates = {}
+    probe = map_inputs()
+    for backend in ["reference"] + [b for b in _backends("prior_map_decode", list(probe.values()), False)
+                                    if b != "reference"]:
+        candidates[f"op:{backend}"] = (lambda b: lambda **m: sk.prior_map_decode(list(m.values()), backend=b))(backend)
+    yield Case("prior_map_decode", f"{model} K{num_classes} {h}x{h}", map_inputs, candidates,
+               8 * batch * num_classes * h * h * 3, elem * batch * num_classes * h * h * 2)
+
+
+def _measure(case: Case, name: str, fn, mode: str, device, warmup: int, repeats: int):
+    inputs = case.inputs()
+    leaves = [t for t in inputs.values() if t.requires_grad]
+    if mode == "forward":
+        def run():
+            with torch.no_grad():
+                fn(**inputs)
+    else:
+        grad = fn(**inputs).detach()
+        grad = torch.randn_like(grad) if grad.dim() else torch.ones_like(grad)
+
+        def run():
+            for t in leaves:
+                t.grad = None
+            fn(**inputs).backward(grad)
+    return time_fn(run, device, warmup=warmup, repeats=repeats)
+
+
+def run(args) -> list[dict]:
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    quick = args.quick or device.type == "cpu"
+    meta = run_metadata(device)
+    print(f"device: {meta['device']} | torch {meta['torch']} | triton {meta['triton']}")
+    if device.type == "cpu":
+        print("NOTE: CPU run with tiny shapes: CPU numbers, not GPU numbers; Triton's interpreter is not timed.")
+    models = list(QUICK) if quick else args.models
+    rows = []
+    warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
+    for dtype_name in args.dtypes:
+        dtype = DTYPES[dtype_name]
+        if device.type == "cpu" and dtype != torch.float32:
+            continue  # CPU half-precision matmuls say nothing useful
+        for model in models:
+            cases = []
+            if "shifted_window_attention" in args.ops:
+                cases += attention_cases(model, dtype, device, quick)
+            if "semantic_attention" in args.ops:
+                cases += semantic_cases(model, dtype, device, quick)
+            if {"upsample_cross_entropy", "prior_map_decode"} & set(args.ops):
+                cases += [c for c in loss_cases(model, dtype, device, quick) if c.op in args.ops]
+            for case in cases:
+                for mode in args.modes:
+                    base = None
+                    for name, fn in case.candidates.items():
+                        try:
+                            t = _measure(case, name, fn, mode, device, args.warmup, args.repeats)
+                        except Exception as e:  # a baseline that cannot run this shape is reported, not fatal
+                            print(f"  {case.op} {case.shape} {name} {mode}: failed: {type(e).__name__}: {e}")
+                            continue
+                        base = base or t.median_ms
+                        flops = case.flops * (3 if mode == "forward+backward" else 1)
+                        traffic = case.bytes * (3 if mode == "forward+backward" else 1)
+                        rows.append({**meta, "bench": "ops", "op": case.op, "shape": case.shape, "impl": name,
+                                     "mode": mode, "dtype": dtype_name, "median_ms": t.median_ms,
+                                     "p10_ms": t.p10_ms, "p90_ms": t.p90_ms, "peak_mem_mb": t.peak_mem_mb,
+                                     "tflops": flops / t.median_ms / 1e9, "gbps": traffic / t.median_ms / 1e6,
+                                     "speedup_vs_first": base / t.median_ms})
+    _print(rows)
+    if not args.no_save:
+        print(f"results appended to {append_rows('ops.jsonl', rows)}")
+    return rows
+
+
+def _print(rows):
+    print(f"{'op':<24} {'shape':<44} {'impl':<26} {'mode':<16} {'dtype':<5} {'ms':>9} {'TFLOP/s':>8} "
+          f"{'GB/s':>8} {'peak MB':>8} {'vs 1st':>7}")
+    for r in rows:
+        mem = f"{r['peak_mem_mb']:.0f}" if r["peak_mem_mb"] is not None else "n/a"
+        print(f"{r['op']:<24} {r['shape']:<44} {r['impl']:<26} {r['mode']:<16} {r['dtype']:<5} "
+              f"{r['median_ms']:>9.3f} {r['tflops']:>8.3f} {r['gbps']:>8.1f} {mem:>8} {r['speedup_vs_first']:>6.2f}x")
+
+
+OPS = ("shifted_window_attention", "semantic_attention", "upsample_cross_entropy", "prior_map_decode")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ops", nargs="+", default=list(OPS), choices=OPS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(MODELS))
+    parser.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=sorted(DTYPES))
+    parser.add_argument("--modes", nargs="+", default=["forward", "forward+backward"],
+                        choices=["forward", "forward+backward"])
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="tiny shapes (always on a CPU)")
+    parser.add_argument("--no-save", action="store_true")

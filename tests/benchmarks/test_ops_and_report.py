@@ -1,0 +1,30 @@
+"""The ops suite runs on the CPU (tiny shapes) with every applicable baseline, and report turns stored results
+into markdown tables and plots."""
+import json
+
+from benchmarks import __main__ as cli
+from benchmarks import harness
+
+
+def test_ops_quick_then_report(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(harness, "RESULTS", tmp_path)
+    cli.main(["ops", "--quick", "--warmup", "0", "--repeats", "1", "--modes", "forward"])
+    rows = [json.loads(line) for line in (tmp_path / "ops.jsonl").read_text().splitlines()]
+    impls = {(r["op"], r["impl"]) for r in rows}
+    for expected in [("shifted_window_attention", "timm_eager"), ("shifted_window_attention", "sdpa"),
+                     ("shifted_window_attention", "flex"), ("shifted_window_attention", "op:reference"),
+                     ("upsample_cross_entropy", "interpolate+cross_entropy"),
+                     ("upsample_cross_entropy", "op:reference"), ("semantic_attention", "op:reference"),
+                     ("prior_map_decode", "op:reference")]:
+        assert expected in impls, expected
+    assert all(r["median_ms"] > 0 and r["tflops"] >= 0 and r["dtype"] == "fp32" for r in rows)
+    assert "CPU numbers, not GPU numbers" in capsys.readouterr().out
+    cli.main(["compare-swin", "--quick", "--modes", "inference", "--warmup", "0", "--repeats", "1",
+              "--img-size", "64", "--batch", "1", "2"])
+    cli.main(["flops", "--models", "swin_t_fpn", "--img-size", "128"])
+    cli.main(["report"])
+    ops_md = (tmp_path / "ops.md").read_text()
+    assert "| shifted_window_attention |" in ops_md and "CPU run" in ops_md
+    assert "| swin_tiny_patch4_window7_224 |" in (tmp_path / "compare_swin.md").read_text()
+    assert "| swin_t_fpn |" in (tmp_path / "flops.md").read_text()
+    assert len(list(tmp_path.glob("*.png"))) == 2
