@@ -41,6 +41,20 @@ def _header(rows: list[dict]) -> str:
             f"git {r['git_sha']}, {r['date']}.{note}")
 
 
+def _by_device(rows: list[dict]) -> dict[str, list[dict]]:
+    groups = defaultdict(list)
+    for r in rows:
+        groups[r["device"]].append(r)
+    return groups
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def _plt():
     import matplotlib
     matplotlib.use("Agg")
@@ -50,11 +64,8 @@ def _plt():
 
 def report_compare_swin(rows: list[dict], out: Path) -> list[Path]:
     written = []
-    by_device = defaultdict(list)
-    for r in rows:
-        by_device[r["device"]].append(r)
     md = ["# compare-swin: stock timm Swin vs patched vs ours", ""]
-    for device, rs in by_device.items():
+    for device, rs in _by_device(rows).items():
         md += [_header(rs), "", _table(rs, [("model", "model"), ("size", "img_size"), ("batch", "batch"),
                                             ("mode", "mode"), ("variant", "variant"), ("backend", "backend"),
                                             ("ms", "median_ms"), ("img/s", "img_per_s"), ("peak MB", "peak_mem_mb"),
@@ -80,11 +91,7 @@ def report_compare_swin(rows: list[dict], out: Path) -> list[Path]:
             ax.set_title(title)
         axes[1].legend(fontsize=6)
         fig.suptitle(device, fontsize=9)
-        fig.tight_layout()
-        path = out / f"compare_swin_{_slug(device)}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out / f"compare_swin_{_slug(device)}.png"))
     path = out / "compare_swin.md"
     path.write_text("\n".join(md))
     return [path, *written]
@@ -92,11 +99,8 @@ def report_compare_swin(rows: list[dict], out: Path) -> list[Path]:
 
 def report_ops(rows: list[dict], out: Path) -> list[Path]:
     written = []
-    by_device = defaultdict(list)
-    for r in rows:
-        by_device[r["device"]].append(r)
     md = ["# ops: every op and backend against its baselines", ""]
-    for device, rs in by_device.items():
+    for device, rs in _by_device(rows).items():
         md += [_header(rs), "", _table(rs, [("op", "op"), ("shape", "shape"), ("impl", "impl"), ("mode", "mode"),
                                             ("dtype", "dtype"), ("ms", "median_ms"), ("TFLOP/s", "tflops"),
                                             ("GB/s", "gbps"), ("peak MB", "peak_mem_mb"),
@@ -111,11 +115,7 @@ def report_ops(rows: list[dict], out: Path) -> list[Path]:
             ax.axvline(1.0, color="k", lw=0.8)
             ax.set_title(f"{op}: speedup vs the first baseline", fontsize=9)
             ax.tick_params(axis="y", labelsize=5)
-        fig.tight_layout()
-        path = out / f"ops_{_slug(device)}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, out / f"ops_{_slug(device)}.png"))
     path = out / "ops.md"
     path.write_text("\n".join(md))
     return [path, *written]
