@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "prior_map_decode/prior_map_decode.h"
+#include "shifted_window_attention/shifted_window_attention.h"
+#include "upsample_cross_entropy/upsample_cross_entropy.h"
 
 namespace semask_kernels {
 namespace {
@@ -18,6 +20,15 @@ constexpr const char* kSchemas[] = {
     "Tensor[] col_weight) -> Tensor",
     "prior_map_decode_backward(Tensor grad, Tensor[] row_start, Tensor[] row_weight, Tensor[] col_start, "
     "Tensor[] col_weight) -> Tensor[]",
+    "shifted_window_attention_forward(Tensor qkv, Tensor bias_table, Tensor? qkv_bias, int num_heads, "
+    "int[] window_size, int[] shift_size, float scale, str pad_order, float mask_value) -> Tensor",
+    "shifted_window_attention_backward(Tensor grad, Tensor qkv, Tensor bias_table, Tensor? qkv_bias, "
+    "int num_heads, int[] window_size, int[] shift_size, float scale, str pad_order, float mask_value) "
+    "-> (Tensor, Tensor, Tensor)",
+    "upsample_cross_entropy_forward(Tensor logits, Tensor target, int ignore_index, bool avg_non_ignore, "
+    "bool align_corners) -> (Tensor, Tensor, Tensor)",
+    "upsample_cross_entropy_backward(Tensor grad, Tensor logits, Tensor target, Tensor lse, Tensor denominator, "
+    "int ignore_index, bool align_corners) -> Tensor",
 };
 
 }  // namespace
@@ -41,4 +52,17 @@ TORCH_LIBRARY(semask_kernels, m) {
 TORCH_LIBRARY_IMPL(semask_kernels, CUDA, m) {
   m.impl("prior_map_decode_forward", TORCH_FN(semask_kernels::prior_map_decode_forward));
   m.impl("prior_map_decode_backward", TORCH_FN(semask_kernels::prior_map_decode_backward));
+  m.impl("shifted_window_attention_forward", TORCH_FN(semask_kernels::shifted_window_attention_forward));
+  m.impl("shifted_window_attention_backward", TORCH_FN(semask_kernels::shifted_window_attention_backward));
+  m.impl("upsample_cross_entropy_forward", TORCH_FN(semask_kernels::upsample_cross_entropy_forward));
+  m.impl("upsample_cross_entropy_backward", TORCH_FN(semask_kernels::upsample_cross_entropy_backward));
+}
+
+// CPU tensors reach the same entry points, whose first check raises an error naming the argument that is not a
+// CUDA tensor (instead of the dispatcher's generic "could not run ... with the 'CPU' backend").
+TORCH_LIBRARY_IMPL(semask_kernels, CPU, m) {
+  m.impl("shifted_window_attention_forward", TORCH_FN(semask_kernels::shifted_window_attention_forward));
+  m.impl("shifted_window_attention_backward", TORCH_FN(semask_kernels::shifted_window_attention_backward));
+  m.impl("upsample_cross_entropy_forward", TORCH_FN(semask_kernels::upsample_cross_entropy_forward));
+  m.impl("upsample_cross_entropy_backward", TORCH_FN(semask_kernels::upsample_cross_entropy_backward));
 }

@@ -9,6 +9,7 @@ package itself is importable.
 | SEMASK_BUILD_CUDA    | auto, 1, 0                  | auto               | build the CUDA extension at install time    |
 | SEMASK_CUDA_ARCHS    | e.g. "sm_80;sm_89;sm_90"    | sm_80;sm_89;sm_90  | GPU architectures the extension is built for |
 | SEMASK_TEST_SWEEP    | 0, 1                        | 0                  | run the long randomized test sweeps          |
+| SEMASK_ALLOW_UNVERIFIED | 0, 1                     | 0                  | let auto pick backends not yet verified on a GPU |
 | MAX_JOBS             | integer                     | (torch's default)  | parallel compile jobs (read by torch itself) |
 """
 from __future__ import annotations
@@ -65,6 +66,12 @@ def cuda_archs() -> list[str]:
 def test_sweep() -> bool:
     """``SEMASK_TEST_SWEEP``: run the long randomized shape sweeps in the test suite."""
     return _get("SEMASK_TEST_SWEEP", "0").lower() in ("1", "true", "yes", "on")
+
+
+def allow_unverified() -> bool:
+    """``SEMASK_ALLOW_UNVERIFIED``: let ``backend="auto"`` pick fused backends whose GPU tests have not yet passed
+    on GPU hardware (they always run when asked for by name)."""
+    return _get("SEMASK_ALLOW_UNVERIFIED", "0").lower() in ("1", "true", "yes", "on")
 
 
 def triton_interpret() -> bool:

@@ -45,6 +45,17 @@ def require() -> ModuleType:
     return _MODULE
 
 
+def unavailable_reason() -> Optional[str]:
+    """Why the CUDA backends cannot run in this process (extension not built, or no GPU), or None: the
+    ``available()`` of every op's CUDA backend."""
+    if _MODULE is None:
+        return f"{EXT_ERROR}. {BUILD_HINT}"
+    import torch
+    if not torch.cuda.is_available():
+        return "torch.cuda.is_available() is False (no CUDA GPU visible to torch)"
+    return None
+
+
 def build_info() -> Optional[dict]:
     """``{"cuda_archs", "cuda_version", "torch_version", "ops"}`` of the built extension, or None."""
     return None if _MODULE is None else dict(_MODULE.build_info())

@@ -6,6 +6,9 @@ checks that return a *reason* (a string) when the backend cannot run, or ``None`
 - ``available()``: can it run at all in this process (extension built, GPU present, Triton importable)?
 - ``supports(*args)``: can it run *these* arguments (device, dtype, sizes)? It receives the op's arguments.
 
+A fused backend is registered ``verified=False`` until its GPU tests (marked ``gpu``) have passed on GPU
+hardware; ``auto`` skips it (unless ``SEMASK_ALLOW_UNVERIFIED=1``), asking for it by name still runs it.
+
 ``choose_backend(op, requested, *args)`` resolves ``"auto"`` (or ``SEMASK_BACKEND``) to the first backend
 that can run, logging at debug level why each earlier one was skipped; a backend that was asked for by name
 and cannot run raises a ``RuntimeError`` that says why. Nothing here queries a device at import time.
@@ -24,6 +27,8 @@ logger = logging.getLogger("semask_kernels")
 
 BACKENDS = ("reference", "triton", "cuda")
 Reason = Optional[str]
+UNVERIFIED_NOTE = ("not yet verified on GPU hardware (its gpu-marked tests have not passed on a GPU): used only "
+                   "when asked for by name or with SEMASK_ALLOW_UNVERIFIED=1")
 INTERPRETER_NOTE = ("Triton runs under its CPU interpreter (TRITON_INTERPRET=1), which is for testing: "
                     "used only when asked for by name")
 
@@ -35,6 +40,7 @@ class Backend:
     backward: Callable
     available: Callable[[], Reason]
     supports: Callable[..., Reason]
+    verified: bool = True
 
 
 def _always() -> Reason:
@@ -60,13 +66,14 @@ def register_op(op: str, preference: tuple[str, ...]) -> None:
 
 def register_backend(op: str, name: str, *, forward: Callable, backward: Callable,
                      available: Callable[[], Reason] = _always,
-                     supports: Callable[..., Reason] = _anything) -> None:
-    """Register ``name`` as a backend of ``op`` (the op must have been declared with ``register_op``)."""
+                     supports: Callable[..., Reason] = _anything, verified: bool = True) -> None:
+    """Register ``name`` as a backend of ``op`` (the op must have been declared with ``register_op``).
+    ``verified=False``: its GPU tests have not passed on GPU hardware yet, so ``auto`` does not pick it."""
     if op not in _REGISTRY:
         raise KeyError(f"register_backend: op {op!r} is not declared; call register_op first")
     if name not in BACKENDS:
         raise ValueError(f"register_backend: backend must be one of {BACKENDS}, got {name!r}")
-    _REGISTRY[op][name] = Backend(name, forward, backward, available, supports)
+    _REGISTRY[op][name] = Backend(name, forward, backward, available, supports, verified)
 
 
 def get_backend(op: str, name: str) -> Backend:
@@ -111,6 +118,8 @@ def choose_backend(op: str, requested: str, *args) -> str:
         reason = why_not(op, candidate, *args)
         if reason is None and candidate == "triton" and _env.triton_interpret():
             reason = INTERPRETER_NOTE
+        if reason is None and not _REGISTRY[op][candidate].verified and not _env.allow_unverified():
+            reason = UNVERIFIED_NOTE
         if reason is None:
             return candidate
         if not torch.compiler.is_compiling():  # dynamo cannot trace logging calls
@@ -132,6 +141,8 @@ def available_backends() -> dict[str, dict[str, tuple[bool, str]]]:
             note = "available"
             if reason is None and name == "triton" and _env.triton_interpret():
                 note = "available only under the interpreter (TRITON_INTERPRET=1): CPU tensors, by name"
+            elif reason is None and not _REGISTRY[op][name].verified:
+                note = "available, but " + UNVERIFIED_NOTE
             table[op][name] = (reason is None, reason or note)
     return table
 

@@ -78,3 +78,27 @@ def test_info_on_a_cpu_machine():
     else:
         assert "CUDA extension: not available" in out
     assert "shifted_window_attention   reference" in out
+
+
+def test_auto_skips_backends_not_verified_on_hardware(monkeypatch):
+    """A fused backend registered verified=False runs by name, but auto picks it only with
+    SEMASK_ALLOW_UNVERIFIED=1 (the reason shows in the log and in available_backends)."""
+    monkeypatch.setattr(backends, "_REGISTRY", {k: dict(v) for k, v in backends._REGISTRY.items()})
+    monkeypatch.setattr(backends, "_PREFERENCE", dict(backends._PREFERENCE))
+    monkeypatch.delenv("SEMASK_ALLOW_UNVERIFIED", raising=False)
+    backends.register_op("toy", ("cuda", "reference"))
+    backends.register_backend("toy", "reference", forward=lambda x: x, backward=lambda g: g)
+    backends.register_backend("toy", "cuda", forward=lambda x: x, backward=lambda g: g, verified=False)
+    x = torch.zeros(1)
+    assert backends.choose_backend("toy", "auto", x) == "reference"
+    assert backends.choose_backend("toy", "cuda", x) == "cuda"
+    assert "not yet verified on GPU hardware" in backends.available_backends()["toy"]["cuda"][1]
+    monkeypatch.setenv("SEMASK_ALLOW_UNVERIFIED", "1")
+    assert backends.choose_backend("toy", "auto", x) == "cuda"
+
+
+def test_every_fused_backend_is_marked_unverified_until_a_gpu_run():
+    """No fused backend has run on GPU hardware yet; flip verified=True in op.py only after its gpu tests pass."""
+    for op, per_backend in backends._REGISTRY.items():
+        for name, impl in per_backend.items():
+            assert impl.verified == (name == "reference"), (op, name)

@@ -57,13 +57,7 @@ def backward(grad: Tensor, sizes: list[tuple[int, int]], align_corners: bool) ->
     return list(torch.ops.semask_kernels.prior_map_decode_backward(grad, *bands))
 
 
-def available() -> Optional[str]:
-    """Why the CUDA backend cannot run in this process, or None when it can."""
-    if not _ext.HAS_CUDA_EXT:
-        return f"{_ext.EXT_ERROR}. {_ext.BUILD_HINT}"
-    if not torch.cuda.is_available():
-        return "torch.cuda.is_available() is False (no CUDA GPU visible to torch)"
-    return None
+available = _ext.unavailable_reason  # extension built and a GPU visible
 
 
 def supports(maps: Sequence[Tensor], align_corners: bool) -> Optional[str]:

@@ -1,0 +1,68 @@
+"""CUDA backend of ``shifted_window_attention``: a thin wrapper over
+``torch.ops.semask_kernels.shifted_window_attention_{forward,backward}`` (csrc/shifted_window_attention/).
+
+The kernels compute every roll / pad / partition / region / bias index from coordinates (nothing of size (N, N)
+is formed) and run in fp32 on CUDA cores for every dtype (no tensor cores yet). Forward: one CTA per (window,
+head, 32 queries), online softmax over 32-key chunks. Backward (recomputes the forward; only the inputs are
+saved): a row kernel (lse, D = rowsum(P·dP), dq) and a column kernel (dk, dv, per-CTA partial d bias_table and
+d qkv_bias), then fixed-order sums: bitwise repeatable, no atomics. Registration happens in ``op.py``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ... import _ext
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+HEAD_DIMS = (16, 32, 64, 128)  # the kernels are instantiated for these
+MAX_TOKENS = 256  # window tokens N = Wh * Ww (Swin: 49, 144, 196)
+
+
+def forward(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value) -> Tensor:
+    """(B, H, W, C), contiguous; same arguments as reference.forward."""
+    _ext.require()  # loads the library that registers the op
+    return torch.ops.semask_kernels.shifted_window_attention_forward(
+        qkv, bias_table, qkv_bias, int(num_heads), [int(s) for s in window_size], [int(s) for s in shift_size],
+        float(scale), str(pad_order), float(mask_value))
+
+
+def backward(grad, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value):
+    """(d qkv, d bias_table, d qkv_bias or None), bitwise repeatable."""
+    _ext.require()
+    dqkv, dtable, dbias = torch.ops.semask_kernels.shifted_window_attention_backward(
+        grad, qkv, bias_table, qkv_bias, int(num_heads), [int(s) for s in window_size],
+        [int(s) for s in shift_size], float(scale), str(pad_order), float(mask_value))
+    return dqkv, dtable, (dbias if qkv_bias is not None else None)
+
+
+available = _ext.unavailable_reason  # extension built and a GPU visible
+
+
+def supports(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order,
+             mask_value) -> Optional[str]:
+    """Why the CUDA backend cannot run these arguments, or None when it can."""
+    for name, t in (("qkv", qkv), ("bias_table", bias_table), ("qkv_bias", qkv_bias)):
+        if t is None:
+            continue
+        if t.device.type != "cuda":
+            return f"{name} is on {t.device}, the CUDA backend needs CUDA tensors"
+        if t.dtype not in SUPPORTED_DTYPES:
+            return f"{name} has dtype {t.dtype}, the CUDA backend supports {SUPPORTED_DTYPES}"
+    d = qkv.shape[-1] // 3 // int(num_heads)
+    if d not in HEAD_DIMS:
+        return f"head dim d = {d} is not one of the CUDA kernels' head dims {HEAD_DIMS}"
+    n = int(window_size[0]) * int(window_size[1])
+    if n > MAX_TOKENS:
+        return f"windows of N = {n} tokens exceed the CUDA kernels' limit of {MAX_TOKENS}"
+    b, h, w, _ = qkv.shape
+    if h * w > 2 ** 31 - 1:
+        return f"a {h}x{w} map is too large for the CUDA kernels (H·W must fit in int32)"
+    nwin = -(-h // int(window_size[0])) * -(-w // int(window_size[1]))
+    if b * nwin > 2 ** 31 - 1:
+        return f"B x windows = {b * nwin} exceeds the CUDA grid limit"
+    if int(num_heads) > 65535:
+        return f"num_heads = {num_heads} exceeds the CUDA grid limit of 65535"
+    return None
