@@ -8,6 +8,8 @@ import torch
 import semask_kernels as sk
 from semask_kernels import _ext
 from semask_kernels.ops.upsample_cross_entropy import cuda
+from tests.ops import loss_cases
+from tests.ops.loss_cases import run, unit
 from tests.utils import assert_close, assert_error_within
 
 OP = "upsample_cross_entropy"
@@ -20,35 +22,12 @@ def gpu_test(fn):
     return pytest.mark.gpu(needs_ext(fn))
 
 
-def make(b, k, h, w, out, ignore_frac=0.2, device="cuda", seed=0):
-    torch.manual_seed(seed)
-    logits = torch.randn(b, k, h, w, device=device) * 2
-    target = torch.randint(0, k, (b, *out), device=device)
-    target[torch.rand(target.shape, device=device) < ignore_frac] = 255
-    return logits, target
-
-
-def run(backend, logits, target, dtype=None, **kw):
-    x = logits.detach().to(dtype or logits.dtype).requires_grad_()
-    loss = sk.upsample_cross_entropy(x, target, backend=backend, **kw)
-    (grad,) = torch.autograd.grad(loss * 1.5, x)  # an upstream gradient other than 1
-    return loss, grad
-
-
-def unit(results, exact):
-    """(loss, d logits / max |exact d logits|): the gradient carries 1/(pixel count), so it is compared on unit
-    scale (otherwise every absolute bound would be met trivially)."""
-    mag = float(exact[1].abs().max())
-    return [results[0], results[1] / mag if mag > 0 else results[1]]
+def make(*args, device="cuda", seed=0, **kw):
+    return loss_cases.make(*args, device=device, seed=seed, **kw)
 
 
 def check_fp32(logits, target, **kw):
-    expected = run("reference", logits, target, **kw)
-    got = run("cuda", logits, target, **kw)
-    for name, a, e in zip(("loss", "d logits"), unit(got, expected), unit(expected, expected)):
-        assert a.dtype == torch.float32 and a.shape == e.shape, name
-        assert_close(a, e, name=name)
-    return got
+    return loss_cases.check_fp32("cuda", logits, target, **kw)
 
 
 # (B, K, h, w), target (H, W)
