@@ -6,18 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from semask_kernels import _ext
-
-needs_ext = pytest.mark.skipif(not _ext.HAS_CUDA_EXT, reason=f"CUDA extension not built: {_ext.EXT_ERROR}")
-
-
-def gpu_test(fn):
-    """Marked ``gpu``; skipped cleanly without the extension or a GPU."""
-    fn = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")(fn)
-    return pytest.mark.gpu(needs_ext(fn))
+from tests.ops.cuda_marks import gpu_test, needs_ext
+from tests.utils import TOLERANCES
 
 
-# Absolute bounds against a float64 reference on unit-scale data (the project's per-dtype policy).
-ATOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+
+# Absolute bounds against a float64 reference on unit-scale data: the project's per-dtype policy.
+ATOL = {dtype: bounds[0] for dtype, bounds in TOLERANCES.items()}
 DTYPES = list(ATOL)
 # (B, K, H0, W0) and level sizes: halves, odd and not-exactly-half sizes, 1×1 levels, a single map.
 SHAPES = [

@@ -12,17 +12,11 @@ import torch
 
 import semask_kernels as sk
 from semask_kernels import _ext
+from tests.ops.cuda_marks import gpu_test, needs_ext
 from semask_kernels.ops.shifted_window_attention import cuda, reference
 from tests.utils import assert_close, assert_error_within
 
 OP = "shifted_window_attention"
-needs_ext = pytest.mark.skipif(not _ext.HAS_CUDA_EXT, reason=f"CUDA extension not built: {_ext.EXT_ERROR}")
-
-
-def gpu_test(fn):
-    """Marked ``gpu``; skipped cleanly without the extension or a GPU."""
-    fn = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")(fn)
-    return pytest.mark.gpu(needs_ext(fn))
 
 
 def _inputs(b, h, w, heads, d, window, dtype=torch.float32, device="cuda", bias=True, seed=0):

@@ -7,19 +7,13 @@ import torch
 
 import semask_kernels as sk
 from semask_kernels import _ext
+from tests.ops.cuda_marks import gpu_test, needs_ext
 from semask_kernels.ops.upsample_cross_entropy import cuda
 from tests.ops import loss_cases
 from tests.ops.loss_cases import run, unit
 from tests.utils import assert_close, assert_error_within
 
 OP = "upsample_cross_entropy"
-needs_ext = pytest.mark.skipif(not _ext.HAS_CUDA_EXT, reason=f"CUDA extension not built: {_ext.EXT_ERROR}")
-
-
-def gpu_test(fn):
-    """Marked ``gpu``; skipped cleanly without the extension or a GPU."""
-    fn = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")(fn)
-    return pytest.mark.gpu(needs_ext(fn))
 
 
 def make(*args, device="cuda", seed=0, **kw):
