@@ -102,3 +102,23 @@ def test_every_fused_backend_is_marked_unverified_until_a_gpu_run():
     for op, per_backend in backends._REGISTRY.items():
         for name, impl in per_backend.items():
             assert impl.verified == (name == "reference"), (op, name)
+
+
+@pytest.mark.parametrize("op", [op for op in backends.ops() if "cuda" in backends._REGISTRY[op]])
+def test_cuda_backends_are_registered_and_say_why_they_cannot_run(op):
+    """Each op with a CUDA backend: its C++ schemas <op>_forward/_backward are registered and listed in the
+    build info when the extension is built, and available_backends gives the reason it cannot run here."""
+    from semask_kernels import _ext
+    ok, reason = sk.available_backends()[op]["cuda"]
+    assert isinstance(reason, str) and reason
+    if _ext.HAS_CUDA_EXT:
+        info = _ext.build_info()
+        for name in (f"{op}_forward", f"{op}_backward"):
+            assert hasattr(torch.ops.semask_kernels, name) and name in info["ops"]
+        assert info["cuda_archs"] and all("." in a for a in info["cuda_archs"])
+        assert info["torch_version"] and info["cuda_version"]
+    if not (_ext.HAS_CUDA_EXT and torch.cuda.is_available()):
+        assert not ok
+        assert ("GPU" in reason) or ("extension" in reason), reason
+    else:
+        assert ok, reason
