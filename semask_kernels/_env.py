@@ -3,14 +3,8 @@
 This file imports nothing but the standard library, so that ``setup.py`` can load it before torch or the
 package itself is importable.
 
-| variable             | values                      | default            | meaning                                     |
-|----------------------|-----------------------------|--------------------|---------------------------------------------|
-| SEMASK_BACKEND       | auto, reference, triton, cuda | auto             | default ``backend=`` of every op            |
-| SEMASK_BUILD_CUDA    | auto, 1, 0                  | auto               | build the CUDA extension at install time    |
-| SEMASK_CUDA_ARCHS    | e.g. "sm_80;sm_89;sm_90"    | sm_80;sm_89;sm_90  | GPU architectures the extension is built for |
-| SEMASK_TEST_SWEEP    | 0, 1                        | 0                  | run the long randomized test sweeps          |
-| SEMASK_ALLOW_UNVERIFIED | 0, 1                     | 0                  | let auto pick backends not yet verified on a GPU |
-| MAX_JOBS             | integer                     | (torch's default)  | parallel compile jobs (read by torch itself) |
+Each function below reads one variable and says what it means; README.md holds the one table of them all
+(SEMASK_BACKEND, SEMASK_BUILD_CUDA, SEMASK_CUDA_ARCHS, SEMASK_TEST_SWEEP, SEMASK_ALLOW_UNVERIFIED, MAX_JOBS).
 """
 from __future__ import annotations
 

@@ -76,6 +76,13 @@ def register_backend(op: str, name: str, *, forward: Callable, backward: Callabl
     _REGISTRY[op][name] = Backend(name, forward, backward, available, supports, verified)
 
 
+def register_module(op: str, name: str, module, *, verified: bool) -> None:
+    """Register a backend module that follows the contract: ``forward``, ``backward``, ``available``,
+    ``supports`` (every ``triton.py`` / ``cuda.py`` of an op folder)."""
+    register_backend(op, name, forward=module.forward, backward=module.backward, available=module.available,
+                     supports=module.supports, verified=verified)
+
+
 def get_backend(op: str, name: str) -> Backend:
     try:
         return _REGISTRY[op][name]

@@ -98,7 +98,8 @@ def test_auto_skips_backends_not_verified_on_hardware(monkeypatch):
 
 
 def test_every_fused_backend_is_marked_unverified_until_a_gpu_run():
-    """No fused backend has run on GPU hardware yet; flip verified=True in op.py only after its gpu tests pass."""
+    """No fused backend has run on GPU hardware yet: flip verified=True (register_module in op.py) only after
+    its gpu tests pass."""
     for op, per_backend in backends._REGISTRY.items():
         for name, impl in per_backend.items():
             assert impl.verified == (name == "reference"), (op, name)

@@ -13,12 +13,8 @@ from . import cuda, reference, triton
 OP = "prior_map_decode"
 backends.register_op(OP, ("cuda", "triton", "reference"))
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
-backends.register_backend(OP, "cuda", forward=cuda.forward, backward=cuda.backward, available=cuda.available,
-                          supports=cuda.supports,
-                          verified=False)  # never run on a GPU yet: auto skips it
-backends.register_backend(OP, "triton", forward=triton.forward, backward=triton.backward,
-                          available=triton.available, supports=triton.supports,
-                          verified=False)  # never run on a GPU yet: auto skips it
+backends.register_module(OP, "cuda", cuda, verified=False)  # not yet run on a GPU
+backends.register_module(OP, "triton", triton, verified=False)  # not yet run on a GPU
 
 
 def _pairs(flat: Sequence[int]) -> list[tuple[int, int]]:

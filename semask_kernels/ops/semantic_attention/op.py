@@ -15,9 +15,7 @@ from . import reference, triton
 OP = "semantic_attention"
 backends.register_op(OP, ("cuda", "triton", "reference"))
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
-backends.register_backend(OP, "triton", forward=triton.forward, backward=triton.backward,
-                          available=triton.available, supports=triton.supports,
-                          verified=False)  # never run on a GPU yet: auto skips it
+backends.register_module(OP, "triton", triton, verified=False)  # not yet run on a GPU
 
 
 @torch.library.custom_op("semask_kernels::semantic_attention", mutates_args=())
