@@ -21,7 +21,10 @@ constexpr const char* kSchemas[] = {
     "prior_map_decode_backward(Tensor grad, Tensor[] row_start, Tensor[] row_weight, Tensor[] col_start, "
     "Tensor[] col_weight) -> Tensor[]",
     "shifted_window_attention_forward(Tensor qkv, Tensor bias_table, Tensor? qkv_bias, int num_heads, "
-    "int[] window_size, int[] shift_size, float scale, str pad_order, float mask_value) -> Tensor",
+    "int[] window_size, int[] shift_size, float scale, str pad_order, float mask_value, str kernel=\"auto\") "
+    "-> Tensor",
+    "shifted_window_attention_emulated_forward(Tensor qkv, Tensor bias_table, Tensor? qkv_bias, int num_heads, "
+    "int[] window_size, int[] shift_size, float scale, str pad_order, float mask_value, int group=0) -> Tensor",
     "shifted_window_attention_backward(Tensor grad, Tensor qkv, Tensor bias_table, Tensor? qkv_bias, "
     "int num_heads, int[] window_size, int[] shift_size, float scale, str pad_order, float mask_value) "
     "-> (Tensor, Tensor, Tensor)",
@@ -58,9 +61,12 @@ TORCH_LIBRARY_IMPL(semask_kernels, CUDA, m) {
   m.impl("upsample_cross_entropy_backward", TORCH_FN(semask_kernels::upsample_cross_entropy_backward));
 }
 
-// CPU tensors reach the same entry points, whose first check raises an error naming the argument that is not a
-// CUDA tensor (instead of the dispatcher's generic "could not run ... with the 'CPU' backend").
+// The tensor-core forward's CPU emulation (a test hook) is CPU-only. CPU tensors also reach the CUDA entry
+// points, whose first check raises an error naming the argument that is not a CUDA tensor (instead of the
+// dispatcher's generic "could not run ... with the 'CPU' backend").
 TORCH_LIBRARY_IMPL(semask_kernels, CPU, m) {
+  m.impl("shifted_window_attention_emulated_forward",
+         TORCH_FN(semask_kernels::shifted_window_attention_emulated_forward));
   m.impl("shifted_window_attention_forward", TORCH_FN(semask_kernels::shifted_window_attention_forward));
   m.impl("shifted_window_attention_backward", TORCH_FN(semask_kernels::shifted_window_attention_backward));
   m.impl("upsample_cross_entropy_forward", TORCH_FN(semask_kernels::upsample_cross_entropy_forward));

@@ -19,6 +19,11 @@ inline void check_cuda(const char* op, const at::Tensor& t, const std::string& n
   TORCH_CHECK(t.is_cuda(), op, ": ", name, " must be a CUDA tensor, got device ", t.device());
 }
 
+inline void check_cpu(const char* op, const at::Tensor& t, const std::string& name) {
+  TORCH_CHECK(t.defined(), op, ": ", name, " must be a defined tensor, got an undefined one");
+  TORCH_CHECK(t.is_cpu(), op, ": ", name, " must be a CPU tensor, got device ", t.device());
+}
+
 inline void check_same_device(const char* op, const at::Tensor& t, const std::string& name,
                               const at::Tensor& ref, const std::string& ref_name) {
   TORCH_CHECK(t.device() == ref.device(), op, ": ", name, " must be on ", ref_name, "'s device ",

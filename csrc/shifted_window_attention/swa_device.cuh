@@ -71,7 +71,7 @@ struct Tile {
 };
 
 template <typename T>
-__device__ __forceinline__ float to_float(T v) {
+__host__ __device__ __forceinline__ float to_float(T v) {
   return static_cast<float>(v);
 }
 
@@ -94,7 +94,7 @@ __device__ __forceinline__ float safe_max(float m) { return m == -INFINITY ? 0.f
 
 // Token t of window `w_img` (index inside its image): pixel index y * W + x of its source, or -1 for padding,
 // and its packed (lin, region) = lin * 16 + region used by the bias index and the shift mask.
-__device__ __forceinline__ void token_info(const Geometry& g, int w_img, int t, int& src, int& info) {
+__host__ __device__ __forceinline__ void token_info(const Geometry& g, int w_img, int t, int& src, int& info) {
   const int wrow = w_img / g.nwc;
   const int wcol = w_img - wrow * g.nwc;
   const int ti = t / g.ww;
@@ -120,7 +120,7 @@ __device__ __forceinline__ void token_info(const Geometry& g, int w_img, int t, 
 }
 
 // bias + shift mask of the pair (i, j) from their packed infos; idx is always in [0, table) for tokens < n.
-__device__ __forceinline__ float bias_mask(const Geometry& g, const float* bias_s, int info_i, int info_j) {
+__host__ __device__ __forceinline__ float bias_mask(const Geometry& g, const float* bias_s, int info_i, int info_j) {
   const float b = bias_s[(info_i >> 4) - (info_j >> 4) + g.idx0];
   return ((info_i ^ info_j) & 15) ? b + g.mask_value : b;
 }

@@ -34,11 +34,13 @@ inline void check_float_dtype(const char* op, const at::Tensor& t, const char* n
               " must have dtype float16, bfloat16 or float32 (the CUDA kernels' dtypes), got ", s);
 }
 
-// Every check that needs no device state; call before taking the CUDAGuard.
+// Every check that needs no device state; call before taking the CUDAGuard. The tensors must be CUDA tensors,
+// or CPU tensors with on_cpu (the CPU emulation of the tensor-core kernel).
 inline void check_args(const char* op, const at::Tensor& qkv, const at::Tensor& table,
                        const std::optional<at::Tensor>& qkv_bias, int64_t num_heads, at::IntArrayRef window,
-                       at::IntArrayRef shift, c10::string_view pad_order) {
-  check_cuda(op, qkv, "qkv");
+                       at::IntArrayRef shift, c10::string_view pad_order, bool on_cpu = false) {
+  const auto check_device = on_cpu ? check_cpu : check_cuda;
+  check_device(op, qkv, "qkv");
   check_float_dtype(op, qkv, "qkv");
   check_dim(op, qkv, "qkv", 4);
   TORCH_CHECK(num_heads >= 1 && num_heads <= 65535, op, ": num_heads must be in [1, 65535], got ", num_heads);
@@ -57,7 +59,7 @@ inline void check_args(const char* op, const at::Tensor& qkv, const at::Tensor& 
   TORCH_CHECK(qkv.size(1) <= (int64_t(1) << 30) && qkv.size(2) <= (int64_t(1) << 30) &&
                   qkv.size(1) * qkv.size(2) <= std::numeric_limits<int32_t>::max(),
               op, ": qkv's map H x W = ", qkv.size(1), " x ", qkv.size(2), " is too large (H * W must fit in int32)");
-  check_cuda(op, table, "bias_table");
+  check_device(op, table, "bias_table");
   check_same_device(op, table, "bias_table", qkv, "qkv");
   check_dtype(op, table, "bias_table", qkv.scalar_type());
   check_dim(op, table, "bias_table", 2);
@@ -65,7 +67,7 @@ inline void check_args(const char* op, const at::Tensor& qkv, const at::Tensor& 
   check_size(op, table, "bias_table", 1, num_heads, "num_heads");
   if (qkv_bias.has_value() && qkv_bias->defined()) {
     const at::Tensor& qb = *qkv_bias;
-    check_cuda(op, qb, "qkv_bias");
+    check_device(op, qb, "qkv_bias");
     check_same_device(op, qb, "qkv_bias", qkv, "qkv");
     check_dtype(op, qb, "qkv_bias", qkv.scalar_type());
     check_dim(op, qb, "qkv_bias", 1);

@@ -59,13 +59,13 @@ def check_fp32(args, grad=None):
     return got
 
 
-def check_low_precision(args32, dtype):
+def check_low_precision(args32, dtype, kernel="auto"):
     """fp16 / bf16: the fused op's error against the fp32 reference is within 2× / 3× the low-precision
-    reference's own error (both run on the same rounded inputs)."""
+    reference's own error (both run on the same rounded inputs). ``kernel``: the forward kernel."""
     args32 = _cast(_cast(args32, dtype), torch.float32)  # the exact problem the low-precision runs see
     low = _cast(args32, dtype)
     exact = reference.forward(*args32)
-    out = cuda.forward(*low)
+    out = cuda.forward(*low, kernel=kernel)
     assert out.dtype == dtype
     assert_error_within(out, reference.forward(*low), exact, 2.0, name="output")
     grad = torch.randn_like(exact).to(dtype).float()
@@ -199,13 +199,46 @@ def test_large_windows(window, hw, shift, pad_order, d):
 
 
 @gpu_test
+@pytest.mark.parametrize("kernel", ["tensor_core", "cuda_core"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("pad_order", ["roll_then_pad", "pad_then_roll"])
 @pytest.mark.parametrize("window,hw,d", [((7, 7), (10, 9), 32), ((12, 12), (13, 25), 16), ((14, 14), (15, 15), 64),
-                                         ((7, 7), (8, 8), 128)])
-def test_low_precision(dtype, pad_order, window, hw, d):
+                                         ((7, 7), (8, 8), 128), ((16, 16), (16, 17), 32), ((3, 8), (9, 20), 16)])
+def test_low_precision(dtype, pad_order, window, hw, d, kernel):
     qkv, table, qkv_bias = _inputs(2, *hw, 2, d, window)
-    check_low_precision(_args(qkv, table, qkv_bias, 2, window, (window[0] // 2, window[1] // 2), pad_order), dtype)
+    check_low_precision(_args(qkv, table, qkv_bias, 2, window, (window[0] // 2, window[1] // 2), pad_order), dtype,
+                        kernel)
+
+
+@gpu_test
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("b,hw,heads", [(8, (56, 56), 3), (16, (128, 128), 3), (4, (7, 7), 24)])
+def test_tensor_core_forward_at_model_shapes(b, hw, heads, dtype):
+    """Swin-T stage 1 at 224 and SeMask-T stage 1 at 512 (the plan groups several windows per CTA), and a
+    one-window map with many heads; against the reference and the CPU emulation of the same kernel."""
+    qkv, table, qkv_bias = _inputs(b, *hw, heads, 32, (7, 7))
+    args = _args(qkv, table, qkv_bias, heads, (7, 7), (3, 3), "pad_then_roll")
+    check_low_precision(args, dtype, "tensor_core")
+    low = _cast(_args(qkv[:1], table, qkv_bias, heads, (7, 7), (3, 3), "pad_then_roll"), dtype)
+    emulated = cuda.emulated_forward(*_cast_to(low, "cpu"))
+    assert_close(cuda.forward(*low, kernel="tensor_core").float().cpu(), emulated.float(), dtype, name="emulated")
+
+
+def _cast_to(args, device):
+    return tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
+
+
+@gpu_test
+def test_kernel_argument():
+    qkv, table, qkv_bias = _inputs(1, 10, 9, 2, 32, (7, 7))
+    args = _args(qkv, table, qkv_bias, 2, (7, 7), (3, 3), "roll_then_pad")
+    with pytest.raises(RuntimeError, match="kernel='tensor_core' needs float16 / bfloat16"):
+        cuda.forward(*args, kernel="tensor_core")
+    with pytest.raises(RuntimeError, match="kernel must be"):
+        cuda.forward(*args, kernel="wmma")
+    assert torch.equal(cuda.forward(*args, kernel="auto"), cuda.forward(*args, kernel="cuda_core"))
+    low = _cast(args, torch.float16)
+    assert torch.equal(cuda.forward(*low), cuda.forward(*low, kernel="tensor_core"))
 
 
 @gpu_test

@@ -2,10 +2,13 @@
 ``torch.ops.semask_kernels.shifted_window_attention_{forward,backward}`` (csrc/shifted_window_attention/).
 
 The kernels compute every roll / pad / partition / region / bias index from coordinates (nothing of size (N, N)
-is formed) and run in fp32 on CUDA cores for every dtype (no tensor cores yet). Forward: one CTA per (window,
-head, 32 queries), online softmax over 32-key chunks. Backward (recomputes the forward; only the inputs are
-saved): a row kernel (lse, D = rowsum(P·dP), dq) and a column kernel (dk, dv, per-CTA partial d bias_table and
-d qkv_bias), then fixed-order sums: bitwise repeatable, no atomics. Registration happens in ``op.py``.
+is formed). Forward, two kernels (``kernel=``): "tensor_core" for fp16/bf16 on sm_80+ (several windows of a head
+per CTA, whole windows in shared memory, WMMA 16x16x16 tiles, fp32 scores and softmax), and "cuda_core" (fp32
+FMAs, one CTA per (window, head, 32 queries), online softmax over 32-key chunks), which "auto" uses for fp32 and
+where the tensor-core plan does not fit in shared memory. Backward (recomputes the forward; only the inputs are
+saved), fp32 on CUDA cores for every dtype: a row kernel (lse, D = rowsum(P·dP), dq) and a column kernel (dk, dv,
+per-CTA partial d bias_table and d qkv_bias), then fixed-order sums: bitwise repeatable, no atomics.
+``emulated_forward`` runs the tensor-core kernel's own code on the CPU, for tests. Registration: ``op.py``.
 """
 from __future__ import annotations
 
@@ -21,12 +24,26 @@ HEAD_DIMS = (16, 32, 64, 128)  # the kernels are instantiated for these
 MAX_TOKENS = 256  # window tokens N = Wh * Ww (Swin: 49, 144, 196)
 
 
-def forward(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value) -> Tensor:
-    """(B, H, W, C), contiguous; same arguments as reference.forward."""
+KERNELS = ("auto", "tensor_core", "cuda_core")
+
+
+def forward(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value,
+            kernel: str = "auto") -> Tensor:
+    """(B, H, W, C), contiguous; same arguments as reference.forward, and the forward kernel (``KERNELS``)."""
     _ext.require()  # loads the library that registers the op
     return torch.ops.semask_kernels.shifted_window_attention_forward(
         qkv, bias_table, qkv_bias, int(num_heads), [int(s) for s in window_size], [int(s) for s in shift_size],
-        float(scale), str(pad_order), float(mask_value))
+        float(scale), str(pad_order), float(mask_value), str(kernel))
+
+
+def emulated_forward(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value,
+                     group: int = 0) -> Tensor:
+    """The tensor-core forward kernel's code run on the CPU (CPU fp16/bf16 tensors; ``group`` windows per CTA, 0
+    for the kernel's own choice on an H100): its tiling and indexing, tested without a GPU. Slow."""
+    _ext.require()
+    return torch.ops.semask_kernels.shifted_window_attention_emulated_forward(
+        qkv, bias_table, qkv_bias, int(num_heads), [int(s) for s in window_size], [int(s) for s in shift_size],
+        float(scale), str(pad_order), float(mask_value), int(group))
 
 
 def backward(grad, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value):
