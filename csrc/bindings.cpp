@@ -26,8 +26,11 @@ constexpr const char* kSchemas[] = {
     "shifted_window_attention_emulated_forward(Tensor qkv, Tensor bias_table, Tensor? qkv_bias, int num_heads, "
     "int[] window_size, int[] shift_size, float scale, str pad_order, float mask_value, int group=0) -> Tensor",
     "shifted_window_attention_backward(Tensor grad, Tensor qkv, Tensor bias_table, Tensor? qkv_bias, "
-    "int num_heads, int[] window_size, int[] shift_size, float scale, str pad_order, float mask_value) "
-    "-> (Tensor, Tensor, Tensor)",
+    "int num_heads, int[] window_size, int[] shift_size, float scale, str pad_order, float mask_value, "
+    "str kernel=\"auto\") -> (Tensor, Tensor, Tensor)",
+    "shifted_window_attention_emulated_backward(Tensor grad, Tensor qkv, Tensor bias_table, Tensor? qkv_bias, "
+    "int num_heads, int[] window_size, int[] shift_size, float scale, str pad_order, float mask_value, "
+    "int group=0) -> (Tensor, Tensor, Tensor)",
     "upsample_cross_entropy_forward(Tensor logits, Tensor target, int ignore_index, bool avg_non_ignore, "
     "bool align_corners) -> (Tensor, Tensor, Tensor)",
     "upsample_cross_entropy_backward(Tensor grad, Tensor logits, Tensor target, Tensor lse, Tensor denominator, "
@@ -61,12 +64,14 @@ TORCH_LIBRARY_IMPL(semask_kernels, CUDA, m) {
   m.impl("upsample_cross_entropy_backward", TORCH_FN(semask_kernels::upsample_cross_entropy_backward));
 }
 
-// The tensor-core forward's CPU emulation (a test hook) is CPU-only. CPU tensors also reach the CUDA entry
+// The tensor-core kernels' CPU emulation (a test hook) is CPU-only. CPU tensors also reach the CUDA entry
 // points, whose first check raises an error naming the argument that is not a CUDA tensor (instead of the
 // dispatcher's generic "could not run ... with the 'CPU' backend").
 TORCH_LIBRARY_IMPL(semask_kernels, CPU, m) {
   m.impl("shifted_window_attention_emulated_forward",
          TORCH_FN(semask_kernels::shifted_window_attention_emulated_forward));
+  m.impl("shifted_window_attention_emulated_backward",
+         TORCH_FN(semask_kernels::shifted_window_attention_emulated_backward));
   m.impl("shifted_window_attention_forward", TORCH_FN(semask_kernels::shifted_window_attention_forward));
   m.impl("shifted_window_attention_backward", TORCH_FN(semask_kernels::shifted_window_attention_backward));
   m.impl("upsample_cross_entropy_forward", TORCH_FN(semask_kernels::upsample_cross_entropy_forward));

@@ -13,24 +13,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include <string>
-
 namespace semask_kernels {
 namespace {
-
-struct DeviceFacts {
-  int major, sms, optin;
-};
-
-DeviceFacts device_facts() {
-  int device = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  DeviceFacts f{};
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&f.major, cudaDevAttrComputeCapabilityMajor, device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&f.sms, cudaDevAttrMultiProcessorCount, device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&f.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  return f;
-}
 
 void launch_cuda_core(const char* op, const swa::Prepared& p, at::Tensor& out, cudaStream_t stream) {
   swa::dispatch(p.qkv.scalar_type(), p.d, [&](auto tag, auto dtag) {
@@ -76,23 +60,17 @@ at::Tensor shifted_window_attention_forward(const at::Tensor& qkv, const at::Ten
                                             c10::string_view kernel) {
   constexpr const char* op = "shifted_window_attention_forward";
   swa::check_args(op, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, pad_order);
-  TORCH_CHECK(kernel == "auto" || kernel == "tensor_core" || kernel == "cuda_core", op,
-              ": kernel must be 'auto', 'tensor_core' or 'cuda_core', got '", std::string(kernel), "'");
+  swa::check_kernel(op, kernel);
   c10::cuda::CUDAGuard guard(qkv.device());
   const swa::Prepared p = swa::prepare(op, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale,
                                        pad_order, mask_value);
   at::Tensor out = at::empty({qkv.size(0), qkv.size(1), qkv.size(2), p.g.c}, p.qkv.options());
 
-  const DeviceFacts dev = device_facts();
-  const bool low = p.qkv.scalar_type() == at::kHalf || p.qkv.scalar_type() == at::kBFloat16;
+  const swa::DeviceFacts dev = swa::device_facts();
   bool fits = false;
   const swa::tc::Plan plan = swa::tc::choose_plan(p.g.n, p.d, p.g.table, p.g.total, p.g.heads, dev.sms,
                                                   size_t(dev.optin), fits);
-  const bool tc_ok = low && dev.major >= 8 && fits;
-  TORCH_CHECK(kernel != "tensor_core" || tc_ok, op, ": kernel='tensor_core' needs float16 / bfloat16 qkv (got ",
-              p.qkv.scalar_type(), ") on a GPU of compute capability >= 8.0 (got ", dev.major, ".x) with ",
-              plan.bytes, " bytes of shared memory per block for window ", p.g.wh, "x", p.g.ww, ", head dim ", p.d,
-              " (this GPU allows ", dev.optin, ")");
+  const bool tc_ok = swa::tensor_core_ok(op, kernel, p, dev, plan.bytes);
   if (out.numel() == 0 || p.g.total == 0) return out;  // a 0-block launch is an error
 
   auto stream = c10::cuda::getCurrentCUDAStream();

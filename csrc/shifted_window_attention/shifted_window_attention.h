@@ -22,20 +22,26 @@ at::Tensor shifted_window_attention_forward(const at::Tensor& qkv, const at::Ten
                                             c10::string_view pad_order, double mask_value,
                                             c10::string_view kernel);
 
-// The tensor-core forward kernel's code run on the CPU (swa_tc_emulate.cu): CPU float16 / bfloat16 tensors,
-// the same arguments, and `group` windows per CTA (0: the plan the kernel would choose on a 132-SM GPU with
-// 227 KiB of shared memory per block). For testing the kernel's tiling without a GPU.
+// The tensor-core kernels' code run on the CPU (swa_tc_emulate.cu): CPU float16 / bfloat16 tensors, the same
+// arguments, and `group` windows per CTA (0: the group the launcher would choose, on a 132-SM GPU with 227 KiB
+// of shared memory per block). For testing the kernels' tiling without a GPU.
 at::Tensor shifted_window_attention_emulated_forward(const at::Tensor& qkv, const at::Tensor& bias_table,
                                                      const std::optional<at::Tensor>& qkv_bias, int64_t num_heads,
                                                      at::IntArrayRef window_size, at::IntArrayRef shift_size,
                                                      double scale, c10::string_view pad_order, double mask_value,
                                                      int64_t group);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> shifted_window_attention_emulated_backward(
+    const at::Tensor& grad, const at::Tensor& qkv, const at::Tensor& bias_table,
+    const std::optional<at::Tensor>& qkv_bias, int64_t num_heads, at::IntArrayRef window_size,
+    at::IntArrayRef shift_size, double scale, c10::string_view pad_order, double mask_value, int64_t group);
 
-// grad (B, H, W, C) of qkv's dtype. Returns (d qkv (B, H, W, 3C), d bias_table, d qkv_bias (3C,) or an empty
-// (0,) tensor without qkv_bias), all contiguous and bitwise repeatable (no atomics).
+// grad (B, H, W, C) of qkv's dtype; kernel as the forward's (swa_backward.cu). Returns (d qkv (B, H, W, 3C),
+// d bias_table, d qkv_bias (3C,) or an empty (0,) tensor without qkv_bias), all contiguous and bitwise
+// repeatable (no atomics).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> shifted_window_attention_backward(
     const at::Tensor& grad, const at::Tensor& qkv, const at::Tensor& bias_table,
     const std::optional<at::Tensor>& qkv_bias, int64_t num_heads, at::IntArrayRef window_size,
-    at::IntArrayRef shift_size, double scale, c10::string_view pad_order, double mask_value);
+    at::IntArrayRef shift_size, double scale, c10::string_view pad_order, double mask_value,
+    c10::string_view kernel);
 
 }  // namespace semask_kernels

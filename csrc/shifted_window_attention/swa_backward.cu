@@ -1,23 +1,24 @@
-// shifted_window_attention backward, four launches on the current stream (design: swa_device.cuh):
-//   1. row kernel, backward mode: lse and D per query (into `stats`), dq of every real token;
-//   2. column kernel: dk, dv of every real token; per-CTA partial d table and padding-key dk / dv sums;
-//   3-4. fixed-order column sums of the two workspaces -> d bias_table, d qkv_bias.
-// No atomics anywhere: two runs give the same bits.
+// shifted_window_attention backward, on the current stream. Two kernels (kernel="auto" takes tensor_core where
+// it can run, as the forward does):
+//   tensor_core (float16 / bfloat16, sm_80+, windows whose whole backward fits in shared memory: N up to about
+//     150 with d = 32): swa_tc_backward.cuh, one launch writing d qkv and per-CTA partials;
+//   cuda_core (design: swa_device.cuh): 1. row kernel, backward mode: lse and D per query (into `stats`), dq of
+//     every real token; 2. column kernel: dk, dv of every real token, per-CTA partial d table and padding-key
+//     dk / dv sums.
+// Then fixed-order column sums of the two workspaces -> d bias_table, d qkv_bias. No atomics anywhere: two runs
+// give the same bits.
 #include "shifted_window_attention/shifted_window_attention.h"
 
 #include "shifted_window_attention/swa_col_kernel.cuh"
 #include "shifted_window_attention/swa_host.cuh"
 #include "shifted_window_attention/swa_row_kernel.cuh"
+#include "shifted_window_attention/swa_tc_backward.cuh"
 
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 namespace semask_kernels {
 namespace {
-
-// Windows per column-kernel CTA: the smallest that keeps the number of CTAs per head (and so the workspaces)
-// at most kTargetGroups * nblocks. A function of the shape only, so the summation order is too.
-constexpr int64_t kTargetGroups = 1024;
 
 // out[col] = sum_p ws[col, p] in a fixed order (per-thread strided sums, then a fixed tree): bitwise repeatable.
 constexpr int kSumThreads = 256;
@@ -48,9 +49,11 @@ void column_sum(const at::Tensor& ws, at::Tensor& out, cudaStream_t stream) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> shifted_window_attention_backward(
     const at::Tensor& grad, const at::Tensor& qkv, const at::Tensor& bias_table,
     const std::optional<at::Tensor>& qkv_bias, int64_t num_heads, at::IntArrayRef window_size,
-    at::IntArrayRef shift_size, double scale, c10::string_view pad_order, double mask_value) {
+    at::IntArrayRef shift_size, double scale, c10::string_view pad_order, double mask_value,
+    c10::string_view kernel) {
   constexpr const char* op = "shifted_window_attention_backward";
   swa::check_args(op, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, pad_order);
+  swa::check_kernel(op, kernel);
   check_cuda(op, grad, "grad");
   check_same_device(op, grad, "grad", qkv, "qkv");
   check_dtype(op, grad, "grad", qkv.scalar_type());
@@ -63,6 +66,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shifted_window_attention_backward
                                        pad_order, mask_value);
   const swa::Geometry& g = p.g;
   const bool has_bias = p.qkv_bias.defined();
+  const int64_t group = swa::backward_group(g.total);
+  const int64_t groups = (g.total + group - 1) / group;
+  const swa::tc::BwdPlan plan = swa::tc::make_bwd_plan(g.n, p.d, g.table, int(group));
+  const bool tc = swa::tensor_core_ok(op, kernel, p, swa::device_facts(), plan.bytes) && kernel != "cuda_core";
   const auto f32 = p.qkv.options().dtype(at::kFloat);
   at::Tensor dqkv = at::empty_like(p.qkv, at::MemoryFormat::Contiguous);
   at::Tensor dbias = has_bias ? at::Tensor() : at::empty({0}, p.qkv.options());
@@ -72,10 +79,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shifted_window_attention_backward
     return {dqkv, at::zeros_like(p.table), dbias};
   }
   const at::Tensor grad_c = grad.contiguous();
-  at::Tensor stats = at::empty({2, g.total, g.heads, g.n}, f32);
-  const int64_t group = (g.total + kTargetGroups - 1) / kTargetGroups;
-  const int64_t groups = (g.total + group - 1) / group;
-  const int64_t parts = groups * p.nblocks;
+  const int64_t parts = tc ? groups : groups * p.nblocks;
   at::Tensor ws_table = at::empty({int64_t(g.heads) * g.table, parts}, f32);
   at::Tensor ws_pad = has_bias ? at::empty({2 * int64_t(g.c), parts}, f32) : at::Tensor();
 
@@ -86,11 +90,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shifted_window_attention_backward
     auto args = swa::make_args<scalar_t>(p);
     args.grad = grad_c.const_data_ptr<scalar_t>();
     args.out = dqkv.mutable_data_ptr<scalar_t>();
-    args.stats = stats.mutable_data_ptr<float>();
     args.ws_table = ws_table.mutable_data_ptr<float>();
     args.ws_pad = has_bias ? ws_pad.mutable_data_ptr<float>() : nullptr;
     args.parts = parts;
     args.group = int(group);
+    if constexpr (!std::is_same_v<scalar_t, float>) {
+      if (tc) {
+        auto kernel_fn = swa::tc::backward_kernel<scalar_t, D>;
+        swa::allow_smem(op, reinterpret_cast<const void*>(kernel_fn), plan.bytes, p);
+        kernel_fn<<<dim3(unsigned(groups), unsigned(g.heads)), swa::kThreads, plan.bytes, stream>>>(args, plan);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        return;
+      }
+    }
+    at::Tensor stats = at::empty({2, g.total, g.heads, g.n}, f32);
+    args.stats = stats.mutable_data_ptr<float>();
 
     const size_t row_smem = swa::RowSmem<D, true>::bytes(g.table, g.n);
     auto row = swa::row_kernel<scalar_t, D, true>;

@@ -149,6 +149,47 @@ inline void allow_smem(const char* op, const void* kernel, size_t bytes, const P
   }
 }
 
+// Windows per backward CTA (column kernel, tensor-core kernel): the smallest group that keeps the CTAs per head
+// (and so the workspaces' columns) at most 1024 (times the column kernel's key blocks). A function of the shape
+// only, so the order of the workspaces' sums is too. At least 1.
+inline int64_t backward_group(int64_t windows) {
+  constexpr int64_t kTargetGroups = 1024;
+  return windows > 0 ? (windows + kTargetGroups - 1) / kTargetGroups : 1;
+}
+
+// What the kernel choice needs to know about the current device.
+struct DeviceFacts {
+  int major, sms, optin;
+};
+
+inline DeviceFacts device_facts() {
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  DeviceFacts f{};
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&f.major, cudaDevAttrComputeCapabilityMajor, device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&f.sms, cudaDevAttrMultiProcessorCount, device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&f.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return f;
+}
+
+inline void check_kernel(const char* op, c10::string_view kernel) {
+  TORCH_CHECK(kernel == "auto" || kernel == "tensor_core" || kernel == "cuda_core", op,
+              ": kernel must be 'auto', 'tensor_core' or 'cuda_core', got '", std::string(kernel), "'");
+}
+
+// Whether the tensor-core kernel, needing `bytes` of shared memory, can run this call on this device; with
+// kernel = "tensor_core" an error saying why not.
+inline bool tensor_core_ok(const char* op, c10::string_view kernel, const Prepared& p, const DeviceFacts& dev,
+                           size_t bytes) {
+  const auto st = p.qkv.scalar_type();
+  const bool ok = (st == at::kHalf || st == at::kBFloat16) && dev.major >= 8 && bytes <= size_t(dev.optin);
+  TORCH_CHECK(kernel != "tensor_core" || ok, op, ": kernel='tensor_core' needs float16 / bfloat16 qkv (got ", st,
+              ") on a GPU of compute capability >= 8.0 (got ", dev.major, ".x) with ", bytes,
+              " bytes of shared memory per block for window ", p.g.wh, "x", p.g.ww, ", head dim ", p.d,
+              " (this GPU allows ", dev.optin, ")");
+  return ok;
+}
+
 template <typename scalar_t>
 Args<scalar_t> make_args(const Prepared& p) {
   Args<scalar_t> a{};

@@ -1,13 +1,14 @@
-// The CPU emulation of the tensor-core forward (swa_tc_forward.cuh): the kernel's own steps, in the kernel's
-// order, for every thread / lane of every CTA in turn, with the 16 x 16 tile products done by fp32 loops.
-// Warps run one after another: after the CTA's barriers a warp touches only its own shared-memory regions and
-// its own output rows, so any interleaving gives the same result. Shared memory is filled with NaN bytes before
-// each CTA (a read of anything the steps did not write shows up as NaN) and followed by a canary that must be
-// intact afterwards (a write past the plan's bytes is an error); the output starts as NaN, so an element no step
-// writes shows up too. For tests: it runs at CPU speed.
+// The CPU emulation of the tensor-core kernels (swa_tc_forward.cuh, swa_tc_backward.cuh): each kernel's own
+// steps, in the kernel's order, for every thread / lane of every CTA in turn, with the 16 x 16 tile products done
+// by fp32 loops. Warps run one after another: between two barriers a warp touches only its own shared-memory
+// regions and output tiles, so any interleaving gives the same result. Shared memory is filled with NaN bytes
+// before each CTA (a read of anything the steps did not write shows up as NaN) and followed by a canary that must
+// be intact afterwards (a write past the plan's bytes is an error); outputs and workspaces start as NaN, so an
+// element no step writes shows up too. For tests: it runs at CPU speed.
 #include "shifted_window_attention/shifted_window_attention.h"
 
 #include "shifted_window_attention/swa_host.cuh"
+#include "shifted_window_attention/swa_tc_backward.cuh"
 #include "shifted_window_attention/swa_tc_forward.cuh"
 
 #include <cstring>
@@ -42,6 +43,36 @@ constexpr size_t kAssumedOptin = 227 * 1024;     // its shared memory per block
 constexpr unsigned char kCanary = 0xA5;
 constexpr size_t kCanaryBytes = 256;
 
+// Shared memory of `bytes` for one CTA at a time: NaN bytes, then a canary.
+class EmulatedSmem {
+ public:
+  explicit EmulatedSmem(size_t bytes) : bytes_(bytes), data_(bytes + kCanaryBytes) {}
+  unsigned char* fresh() {
+    std::memset(data_.data(), 0xFF, bytes_);  // NaN in every float16 / bfloat16 / float32 slot
+    std::memset(data_.data() + bytes_, kCanary, kCanaryBytes);
+    return data_.data();
+  }
+  void check(const char* op, int64_t group, int head) const {
+    for (size_t i = bytes_; i < data_.size(); ++i) {
+      TORCH_CHECK(data_[i] == kCanary, op, ": CTA (", group, ", ", head, ") wrote past its ", bytes_,
+                  " bytes of shared memory (byte ", i, ")");
+    }
+  }
+
+ private:
+  size_t bytes_;
+  std::vector<unsigned char> data_;
+};
+
+void check_low_precision(const char* op, const at::Tensor& qkv) {
+  TORCH_CHECK(qkv.scalar_type() == at::kHalf || qkv.scalar_type() == at::kBFloat16, op,
+              ": qkv must have dtype float16 or bfloat16 (the tensor-core kernels' dtypes), got ", qkv.scalar_type());
+}
+
+void check_group(const char* op, int64_t group) {
+  TORCH_CHECK(group >= 0 && group <= 64, op, ": group must be in [0, 64] (0: the kernel's own choice), got ", group);
+}
+
 }  // namespace
 
 at::Tensor shifted_window_attention_emulated_forward(const at::Tensor& qkv, const at::Tensor& bias_table,
@@ -51,9 +82,8 @@ at::Tensor shifted_window_attention_emulated_forward(const at::Tensor& qkv, cons
                                                      int64_t group) {
   constexpr const char* op = "shifted_window_attention_emulated_forward";
   swa::check_args(op, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, pad_order, /*on_cpu=*/true);
-  TORCH_CHECK(qkv.scalar_type() == at::kHalf || qkv.scalar_type() == at::kBFloat16, op,
-              ": qkv must have dtype float16 or bfloat16 (the tensor-core kernel's dtypes), got ", qkv.scalar_type());
-  TORCH_CHECK(group >= 0 && group <= 64, op, ": group must be in [0, 64] (0: the kernel's own choice), got ", group);
+  check_low_precision(op, qkv);
+  check_group(op, group);
   const swa::Prepared p = swa::prepare(op, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale,
                                        pad_order, mask_value);
   // NaN until written: an output element the kernel's steps never write stays NaN (the kernel itself uses
@@ -67,7 +97,7 @@ at::Tensor shifted_window_attention_emulated_forward(const at::Tensor& qkv, cons
                  : swa::tc::make_plan(p.g.n, p.d, p.g.table, int(group));
   TORCH_CHECK(fits, op, ": the tensor-core plan needs ", plan.bytes, " bytes of shared memory, more than ",
               kAssumedOptin);
-  std::vector<unsigned char> smem(plan.bytes + kCanaryBytes);
+  EmulatedSmem smem(plan.bytes);
   const int64_t groups = (p.g.total + plan.group - 1) / plan.group;
   swa::dispatch(p.qkv.scalar_type(), p.d, [&](auto tag, auto dtag) {
     using scalar_t = decltype(tag);
@@ -77,19 +107,72 @@ at::Tensor shifted_window_attention_emulated_forward(const at::Tensor& qkv, cons
       args.out = out.mutable_data_ptr<scalar_t>();
       for (int64_t gi = 0; gi < groups; ++gi) {
         for (int h = 0; h < p.g.heads; ++h) {
-          std::memset(smem.data(), 0xFF, plan.bytes);  // NaN in every float16 / bfloat16 / float32 slot
-          std::memset(smem.data() + plan.bytes, kCanary, kCanaryBytes);
-          const swa::tc::Cta<scalar_t, D> cta(args, plan, gi, h, smem.data());
+          const swa::tc::Cta<scalar_t, D> cta(args, plan, gi, h, smem.fresh());
           swa::tc::forward_cta(HostExec{}, cta);
-          for (size_t i = plan.bytes; i < smem.size(); ++i) {
-            TORCH_CHECK(smem[i] == kCanary, op, ": CTA (", gi, ", ", h, ") wrote past its ", plan.bytes,
-                        " bytes of shared memory (byte ", i, ")");
-          }
+          smem.check(op, gi, h);
         }
       }
     }
   });
   return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> shifted_window_attention_emulated_backward(
+    const at::Tensor& grad, const at::Tensor& qkv, const at::Tensor& bias_table,
+    const std::optional<at::Tensor>& qkv_bias, int64_t num_heads, at::IntArrayRef window_size,
+    at::IntArrayRef shift_size, double scale, c10::string_view pad_order, double mask_value, int64_t group) {
+  constexpr const char* op = "shifted_window_attention_emulated_backward";
+  swa::check_args(op, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, pad_order, /*on_cpu=*/true);
+  check_low_precision(op, qkv);
+  check_group(op, group);
+  check_cpu(op, grad, "grad");
+  check_dtype(op, grad, "grad", qkv.scalar_type());
+  check_dim(op, grad, "grad", 4);
+  for (int64_t i = 0; i < 3; ++i) check_size(op, grad, "grad", i, qkv.size(i), "as qkv");
+  check_size(op, grad, "grad", 3, qkv.size(3) / 3, "C = qkv.size(3) / 3");
+  const swa::Prepared p = swa::prepare(op, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale,
+                                       pad_order, mask_value);
+  const swa::Geometry& g = p.g;
+  const bool has_bias = p.qkv_bias.defined();
+  if (qkv.numel() == 0 || g.total == 0) {
+    return {at::zeros_like(p.qkv), at::zeros_like(p.table),
+            has_bias ? at::zeros_like(p.qkv_bias) : at::empty({0}, p.qkv.options())};
+  }
+  const int64_t windows_per_cta = group == 0 ? swa::backward_group(g.total) : group;
+  const int64_t groups = (g.total + windows_per_cta - 1) / windows_per_cta;
+  const swa::tc::BwdPlan plan = swa::tc::make_bwd_plan(g.n, p.d, g.table, int(windows_per_cta));
+  TORCH_CHECK(plan.bytes <= kAssumedOptin, op, ": the tensor-core backward needs ", plan.bytes,
+              " bytes of shared memory, more than ", kAssumedOptin);
+  const auto f32 = p.qkv.options().dtype(at::kFloat);
+  at::Tensor dqkv = at::full_like(p.qkv, NAN, at::MemoryFormat::Contiguous);
+  at::Tensor ws_table = at::full({int64_t(g.heads) * g.table, groups}, NAN, f32);
+  at::Tensor ws_pad = has_bias ? at::full({2 * int64_t(g.c), groups}, NAN, f32) : at::Tensor();
+  const at::Tensor grad_c = grad.contiguous();
+  EmulatedSmem smem(plan.bytes);
+  swa::dispatch(p.qkv.scalar_type(), p.d, [&](auto tag, auto dtag) {
+    using scalar_t = decltype(tag);
+    constexpr int D = decltype(dtag)::value;
+    if constexpr (!std::is_same_v<scalar_t, float>) {
+      auto args = swa::make_args<scalar_t>(p);
+      args.grad = grad_c.const_data_ptr<scalar_t>();
+      args.out = dqkv.mutable_data_ptr<scalar_t>();
+      args.ws_table = ws_table.mutable_data_ptr<float>();
+      args.ws_pad = has_bias ? ws_pad.mutable_data_ptr<float>() : nullptr;
+      args.parts = groups;
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        for (int h = 0; h < g.heads; ++h) {
+          const swa::tc::BwdCta<scalar_t, D> cta(args, plan, gi, h, smem.fresh());
+          swa::tc::backward_cta(HostExec{}, cta);
+          smem.check(op, gi, h);
+        }
+      }
+    }
+  });
+  // The GPU sums the workspace columns in a fixed tree order (swa_backward.cu); a plain sum here.
+  at::Tensor dtable = ws_table.sum(1).view({g.heads, g.table}).t().contiguous().to(p.qkv.scalar_type());
+  at::Tensor dbias = at::empty({0}, p.qkv.options());
+  if (has_bias) dbias = at::cat({at::zeros({int64_t(g.c)}, f32), ws_pad.sum(1)}).to(p.qkv.scalar_type());
+  return {dqkv, dtable, dbias};
 }
 
 }  // namespace semask_kernels

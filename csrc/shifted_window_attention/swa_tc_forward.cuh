@@ -12,28 +12,19 @@
 //      in the input dtype, as the reference rounds it) -> pv (warp MMA: O = P v, fp32, into S's space) ->
 //      write_out (lanes: each real query's row at its own pixel).
 // The order of the steps, with the barriers between them, is written once (forward_cta) over an execution
-// policy: the kernel runs it with the CUDA threads of a CTA; the CPU emulation (swa_tc_emulate.cu) runs the same
-// steps for every thread / lane in turn, with the MMA done by loops, so its tiling is tested without a GPU.
+// policy (swa_tc_common.cuh): the kernel runs it with the CUDA threads of a CTA; the CPU emulation
+// (swa_tc_emulate.cu) runs the same steps for every thread / lane in turn, with the MMA done by loops, so its
+// tiling is tested without a GPU.
 #pragma once
 
-#include "shifted_window_attention/swa_device.cuh"
-
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <mma.h>
-
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
+#include "shifted_window_attention/swa_tc_common.cuh"
 
 #include <cstddef>
 #include <cstdint>
-#include <type_traits>
 
 namespace semask_kernels {
 namespace swa {
 namespace tc {
-
-constexpr int kTile = 16;  // WMMA m = n = k
 
 // The shared-memory layout of a CTA, in bytes; every region starts on a 32-byte boundary (WMMA's alignment),
 // and every leading dimension is a multiple of 16 bytes.
@@ -46,8 +37,6 @@ struct Plan {
   size_t k, v, q, s, p, red, bias, src, info;  // offsets
   size_t bytes;                                // total
 };
-
-__host__ __device__ inline size_t align32(size_t x) { return (x + 31) / 32 * 32; }
 
 // The layout for windows of n tokens, head dim d, a bias table of `table` rows, `group` windows per CTA.
 inline Plan make_plan(int n, int d, int table, int group) {
@@ -94,59 +83,6 @@ inline Plan choose_plan(int n, int d, int table, int64_t windows, int heads, int
   return p;
 }
 
-// The WMMA element type of a c10 type (same bits).
-template <typename scalar_t>
-struct MmaType;
-template <>
-struct MmaType<c10::Half> {
-  using type = __half;
-};
-template <>
-struct MmaType<c10::BFloat16> {
-  using type = __nv_bfloat16;
-};
-
-// Warp-collective: C (16 x 16, fp32, row stride ldc) = A (16 x 16k, row-major, stride lda) times B (16k x 16),
-// B read column-major (B(k, j) = B[j * ldb + k]) when B_COL, else row-major (B(k, j) = B[k * ldb + j]).
-// On the GPU one WMMA chain (sm_80+; the host never launches it on older GPUs); on the CPU plain loops with fp32
-// products and sums, for the emulation.
-template <typename scalar_t, bool B_COL>
-__host__ __device__ inline void tile_product(const scalar_t* A, int lda, const scalar_t* B, int ldb, int ksteps,
-                                             float* C, int ldc) {
-#if defined(__CUDA_ARCH__)
-#if __CUDA_ARCH__ >= 800
-  namespace wmma = nvcuda::wmma;
-  using T = typename MmaType<scalar_t>::type;
-  using LayoutB = std::conditional_t<B_COL, wmma::col_major, wmma::row_major>;
-  wmma::fragment<wmma::accumulator, kTile, kTile, kTile, float> acc;
-  wmma::fragment<wmma::matrix_a, kTile, kTile, kTile, T, wmma::row_major> fa;
-  wmma::fragment<wmma::matrix_b, kTile, kTile, kTile, T, LayoutB> fb;
-  wmma::fill_fragment(acc, 0.f);
-  const T* a = reinterpret_cast<const T*>(A);
-  const T* b = reinterpret_cast<const T*>(B);
-  for (int k = 0; k < ksteps; ++k) {
-    wmma::load_matrix_sync(fa, a + k * kTile, lda);
-    wmma::load_matrix_sync(fb, B_COL ? b + k * kTile : b + k * kTile * ldb, ldb);
-    wmma::mma_sync(acc, fa, fb, acc);
-  }
-  wmma::store_matrix_sync(C, acc, ldc, wmma::mem_row_major);
-#else
-  __trap();
-#endif
-#else
-  for (int i = 0; i < kTile; ++i) {
-    for (int j = 0; j < kTile; ++j) {
-      float acc = 0.f;
-      for (int k = 0; k < ksteps * kTile; ++k) {
-        const scalar_t bk = B_COL ? B[j * ldb + k] : B[k * ldb + j];
-        acc += float(A[i * lda + k]) * float(bk);
-      }
-      C[i * ldc + j] = acc;
-    }
-  }
-#endif
-}
-
 // One CTA's view of the call: its windows, head and shared-memory regions.
 template <typename scalar_t, int D>
 struct Cta {
@@ -177,16 +113,9 @@ struct Cta {
 
   __host__ __device__ int tiles() const { return nw * (pl.np / kTile); }
 
-  // Element c of part 0 / 1 / 2 (q / k / v) of token (gi, t) < n of this head: qkv, or qkv_bias for padding.
+  // Element c of part 0 / 1 / 2 (q / k / v) of token (gi, t) < n of this head.
   __host__ __device__ scalar_t token(int gi, int t, int part, int c) const {
-    const Geometry& g = a.g;
-    const int sp = src[gi * g.n + t];
-    const int col = part * g.c + h * D + c;
-    if (sp >= 0) {
-      const int64_t b = (win0 + gi) / g.nwin;
-      return a.qkv[(b * g.H * g.W + sp) * 3 * g.c + col];
-    }
-    return a.qkv_bias != nullptr ? a.qkv_bias[col] : scalar_t(0.f);
+    return qkv_value(a, win0 + gi, src[gi * a.g.n + t], part * a.g.c + h * D + c);
   }
 };
 
@@ -250,7 +179,7 @@ template <typename scalar_t, int D>
 __host__ __device__ inline void scores(const Cta<scalar_t, D>& c, const WarpTile<scalar_t, D>& w) {
   const scalar_t* k = c.k + w.gi * c.pl.np * c.pl.ld_x;
   for (int kt = 0; kt < c.pl.np / kTile; ++kt) {
-    tile_product<scalar_t, true>(w.q, c.pl.ld_x, k + kt * kTile * c.pl.ld_x, c.pl.ld_x, D / kTile, w.s + kt * kTile,
+    tile_product<scalar_t, false, true>(w.q, c.pl.ld_x, k + kt * kTile * c.pl.ld_x, c.pl.ld_x, D / kTile, w.s + kt * kTile,
                                  c.pl.ld_s);
   }
 }
@@ -311,7 +240,7 @@ template <typename scalar_t, int D>
 __host__ __device__ inline void pv(const Cta<scalar_t, D>& c, const WarpTile<scalar_t, D>& w) {
   const scalar_t* v = c.v + w.gi * c.pl.np * c.pl.ld_x;
   for (int dt = 0; dt < D / kTile; ++dt) {
-    tile_product<scalar_t, false>(w.p, c.pl.ld_p, v + dt * kTile, c.pl.ld_x, c.pl.np / kTile, w.s + dt * kTile,
+    tile_product<scalar_t, false, false>(w.p, c.pl.ld_p, v + dt * kTile, c.pl.ld_x, c.pl.np / kTile, w.s + dt * kTile,
                                   c.pl.ld_s);
   }
 }
@@ -366,20 +295,6 @@ __host__ __device__ inline void forward_cta(const Exec& ex, const Cta<scalar_t, 
   ex.sync();
   ex.warps([&](int warp) { warp_tiles(ex, c, warp); });
 }
-
-// The CUDA threads of a CTA.
-struct DeviceExec {
-  template <typename F>
-  __device__ void threads(F&& f) const { f(int(threadIdx.x), int(blockDim.x)); }
-  __device__ void sync() const { __syncthreads(); }
-  template <typename F>
-  __device__ void warps(F&& f) const { f(int(threadIdx.x / 32)); }
-  template <typename F>
-  __device__ void lanes(F&& f) const { f(int(threadIdx.x % 32)); }
-  template <typename F>
-  __device__ void warp(F&& f) const { f(); }
-  __device__ void syncwarp() const { __syncwarp(); }
-};
 
 // CTA = (group, head); kThreads threads; plan.bytes of dynamic shared memory.
 template <typename scalar_t, int D>

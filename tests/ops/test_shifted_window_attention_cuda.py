@@ -59,9 +59,10 @@ def check_fp32(args, grad=None):
     return got
 
 
-def check_low_precision(args32, dtype, kernel="auto"):
+def check_low_precision(args32, dtype, kernel="auto", backward_kernel=None):
     """fp16 / bf16: the fused op's error against the fp32 reference is within 2× / 3× the low-precision
-    reference's own error (both run on the same rounded inputs). ``kernel``: the forward kernel."""
+    reference's own error (both run on the same rounded inputs). ``kernel``: the forward kernel, and the backward's
+    unless ``backward_kernel`` is given."""
     args32 = _cast(_cast(args32, dtype), torch.float32)  # the exact problem the low-precision runs see
     low = _cast(args32, dtype)
     exact = reference.forward(*args32)
@@ -71,7 +72,7 @@ def check_low_precision(args32, dtype, kernel="auto"):
     grad = torch.randn_like(exact).to(dtype).float()
     want = reference.backward(grad, *args32)
     ref_low = reference.backward(grad.to(dtype), *low)
-    got = cuda.backward(grad.to(dtype), *low)
+    got = cuda.backward(grad.to(dtype), *low, kernel=backward_kernel or kernel)
     for name, g, r, e in zip(("qkv", "bias_table", "qkv_bias"), got, ref_low, want):
         if e is None:
             assert g is None
@@ -202,12 +203,20 @@ def test_large_windows(window, hw, shift, pad_order, d):
 @pytest.mark.parametrize("kernel", ["tensor_core", "cuda_core"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("pad_order", ["roll_then_pad", "pad_then_roll"])
-@pytest.mark.parametrize("window,hw,d", [((7, 7), (10, 9), 32), ((12, 12), (13, 25), 16), ((14, 14), (15, 15), 64),
-                                         ((7, 7), (8, 8), 128), ((16, 16), (16, 17), 32), ((3, 8), (9, 20), 16)])
-def test_low_precision(dtype, pad_order, window, hw, d, kernel):
+@pytest.mark.parametrize("window,hw,d,tc_backward", [
+    ((7, 7), (10, 9), 32, True), ((12, 12), (13, 25), 16, True), ((14, 14), (15, 15), 64, False),
+    ((7, 7), (8, 8), 128, True), ((16, 16), (16, 17), 32, False), ((3, 8), (9, 20), 16, True)])
+def test_low_precision(dtype, pad_order, window, hw, d, tc_backward, kernel):
+    """Both kernels forward and backward; the tensor-core backward holds a whole window in shared memory, so
+    windows of 196 / 256 tokens take the CUDA-core backward (asking for tensor_core there is an error)."""
     qkv, table, qkv_bias = _inputs(2, *hw, 2, d, window)
-    check_low_precision(_args(qkv, table, qkv_bias, 2, window, (window[0] // 2, window[1] // 2), pad_order), dtype,
-                        kernel)
+    args = _args(qkv, table, qkv_bias, 2, window, (window[0] // 2, window[1] // 2), pad_order)
+    backward_kernel = kernel if kernel == "cuda_core" or tc_backward else "auto"
+    check_low_precision(args, dtype, kernel, backward_kernel)
+    if not tc_backward:
+        with pytest.raises(RuntimeError, match="kernel='tensor_core' needs"):
+            cuda.backward(torch.zeros_like(qkv[..., : qkv.shape[-1] // 3]).to(dtype), *_cast(args, dtype),
+                          kernel="tensor_core")
 
 
 @gpu_test
@@ -222,6 +231,11 @@ def test_tensor_core_forward_at_model_shapes(b, hw, heads, dtype):
     low = _cast(_args(qkv[:1], table, qkv_bias, heads, (7, 7), (3, 3), "pad_then_roll"), dtype)
     emulated = cuda.emulated_forward(*_cast_to(low, "cpu"))
     assert_close(cuda.forward(*low, kernel="tensor_core").float().cpu(), emulated.float(), dtype, name="emulated")
+    grad = torch.randn(1, *hw, heads * 32, device="cuda").to(dtype)
+    on_gpu = cuda.backward(grad, *low, kernel="tensor_core")
+    emulated = cuda.emulated_backward(grad.cpu(), *_cast_to(low, "cpu"))
+    for name, a, e in zip(("qkv", "bias_table", "qkv_bias"), on_gpu, emulated):
+        assert_close(a.float().cpu(), e.float(), dtype, name=f"emulated d {name}", scale=_summed_scale(e.float()))
 
 
 def _cast_to(args, device):
@@ -236,9 +250,14 @@ def test_kernel_argument():
         cuda.forward(*args, kernel="tensor_core")
     with pytest.raises(RuntimeError, match="kernel must be"):
         cuda.forward(*args, kernel="wmma")
+    with pytest.raises(RuntimeError, match="kernel='tensor_core' needs float16 / bfloat16"):
+        cuda.backward(torch.zeros(1, 10, 9, 64, device="cuda"), *args, kernel="tensor_core")
     assert torch.equal(cuda.forward(*args, kernel="auto"), cuda.forward(*args, kernel="cuda_core"))
     low = _cast(args, torch.float16)
     assert torch.equal(cuda.forward(*low), cuda.forward(*low, kernel="tensor_core"))
+    grad = torch.randn(1, 10, 9, 64, device="cuda").half()
+    for a, b in zip(cuda.backward(grad, *low), cuda.backward(grad, *low, kernel="tensor_core")):
+        assert torch.equal(a, b)
 
 
 @gpu_test
@@ -279,7 +298,7 @@ def test_padding_queries_give_no_q_gradient_to_qkv_bias():
 
 
 @gpu_test
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 def test_backward_is_bitwise_deterministic(dtype):
     # Enough windows that the column kernel groups several windows per CTA (B * nW > 1024).
     qkv, table, qkv_bias = _inputs(24, 56, 56, 3, 32, (7, 7), dtype=dtype)

@@ -1,10 +1,12 @@
-"""The tensor-core forward of shifted_window_attention (csrc/shifted_window_attention/swa_tc_forward.cuh), its
-own step functions run on the CPU by ``cuda.emulated_forward``: grouping of windows per CTA, 16-row tiles of
-padded windows, the two-lanes-per-row softmax, the write-back, against the reference. Shared memory starts as
+"""The tensor-core kernels of shifted_window_attention (csrc/shifted_window_attention/swa_tc_{forward,backward}.cuh),
+their own step functions run on the CPU by ``cuda.emulated_forward`` / ``emulated_backward``: grouping of windows
+per CTA, 16-row tiles of padded windows, transposed tile products, the softmax and its backward, the bias-table
+gather, the padding-key sums into d qkv_bias, the write-back, against the reference. Shared memory starts as
 NaN bytes in the emulation, so a step reading anything not staged shows up as NaN, and so does the output, so
 an element never written does too; a write past the plan's bytes is an error. The WMMA instructions themselves run only on a GPU (test_shifted_window_attention_cuda.py).
 
-fp16/bf16 bounds: the self-calibrating rule of tests/utils.py (error ≤ 2× the low-precision reference's).
+fp16/bf16 bounds: the self-calibrating rule of tests/utils.py (error ≤ 2× (forward) / 3× (gradients) the
+low-precision reference's).
 """
 from __future__ import annotations
 
@@ -47,6 +49,24 @@ def check(args32, dtype, group=0):
     return out
 
 
+def check_backward(args32, dtype, group=0, seed=1):
+    """The three gradients against the fp32 reference (3× the low-precision reference's error), NaN-free."""
+    low = _cast(args32, dtype)
+    out_shape = args32[0].shape[:3] + (args32[0].shape[3] // 3,)
+    grad32 = torch.randn(out_shape, generator=torch.Generator().manual_seed(seed)).to(dtype).float()
+    got = cuda.emulated_backward(grad32.to(dtype), *low, group=group)
+    want = reference.backward(grad32, *args32)
+    ref_low = reference.backward(grad32.to(dtype), *low)
+    for name, g, r, e in zip(("qkv", "bias_table", "qkv_bias"), got, ref_low, want):
+        if e is None:
+            assert g is None, f"{name}: expected None"
+            continue
+        assert g.dtype == dtype and g.shape == e.shape and g.is_contiguous(), name
+        assert not g.isnan().any(), f"d {name}: NaN, an element never written or shared memory read unwritten"
+        assert_error_within(g, r, e, 3.0, name=f"d {name} {dtype}")
+    return got
+
+
 # (B, H, W, window, shift): padding on both axes, no shift, a map smaller than the window, non-square windows,
 # one-axis shifts, an exact multiple, a 1x1 map, windows of 4 and 24 tokens (one and two 16-row tiles).
 CASES = [
@@ -67,13 +87,17 @@ CASES = [
 @pytest.mark.parametrize("pad_order", ["roll_then_pad", "pad_then_roll"])
 @pytest.mark.parametrize("b,h,w,window,shift", CASES)
 def test_matches_reference(b, h, w, window, shift, pad_order, dtype, group):
-    check(_problem(b, h, w, 2, 32, window, shift, pad_order), dtype, group)
+    args = _problem(b, h, w, 2, 32, window, shift, pad_order)
+    check(args, dtype, group)
+    check_backward(args, dtype, group)
 
 
 @pytest.mark.parametrize("dtype", LOW, ids=str)
 @pytest.mark.parametrize("d,heads", [(16, 3), (32, 2), (64, 2), (128, 1)])
 def test_head_dims(d, heads, dtype):
-    check(_problem(2, 10, 9, heads, d, (7, 7), (3, 3), "pad_then_roll"), dtype)
+    args = _problem(2, 10, 9, heads, d, (7, 7), (3, 3), "pad_then_roll")
+    check(args, dtype)
+    check_backward(args, dtype)
 
 
 @pytest.mark.parametrize("d", [32, 128])
@@ -81,15 +105,21 @@ def test_head_dims(d, heads, dtype):
                                                       ((14, 14), (15, 30), (7, 7), "pad_then_roll"),
                                                       ((16, 16), (16, 17), (8, 0), "roll_then_pad")])
 def test_large_windows(window, hw, shift, pad_order, d):
-    """N = 144, 196 (13 tiles of 16 rows, the last one mostly past the window) and 256 (d = 32 only: with
-    d = 128 one window's k, v and the warps' tiles need 258 KiB of shared memory, over an H100's 227 KiB, and
-    the CUDA op takes its CUDA-core kernel instead)."""
+    """N = 144, 196 (13 tiles of 16 rows, the last one mostly past the window) and 256. Forward: all but N = 256
+    with d = 128 (one window's k, v and the warps' tiles need 258 KiB of shared memory, over an H100's 227 KiB).
+    Backward: N = 144 with d = 32 only. The CUDA op takes its CUDA-core kernels where these do not fit."""
     args = _problem(1, *hw, 2, d, window, shift, pad_order)
     if window == (16, 16) and d == 128:
         with pytest.raises(RuntimeError, match="needs 263968 bytes of shared memory, more than 232448"):
             cuda.emulated_forward(*_cast(args, torch.float16))
-        return
-    check(args, torch.float16)
+    else:
+        check(args, torch.float16)
+    if window == (12, 12) and d == 32:
+        check_backward(args, torch.float16)
+    else:  # the backward holds a whole window (q, k, v, dO, fp32 scores): about 150 tokens at d = 32
+        with pytest.raises(RuntimeError, match="the tensor-core backward needs .* more than 232448"):
+            grad = torch.zeros(args[0].shape[:3] + (args[0].shape[3] // 3,), dtype=torch.float16)
+            cuda.emulated_backward(grad, *_cast(args, torch.float16))
 
 
 @pytest.mark.parametrize("group", [1, 2, 3, 4, 7, 64])
@@ -104,10 +134,28 @@ def test_every_grouping_gives_the_same_bits(group):
     assert torch.equal(cuda.emulated_forward(*args, group=0), one)
 
 
+@pytest.mark.parametrize("group", [2, 3, 7, 64])
+def test_backward_grouping(group):
+    """Each window's d qkv does not depend on its CTA (same bits); the d bias_table / d qkv_bias partials are
+    summed per CTA, so only their rounding may change with the grouping."""
+    args32 = _problem(2, 20, 19, 3, 32, (7, 7), (3, 3), "roll_then_pad")
+    args = _cast(args32, torch.float16)
+    grad = torch.randn(2, 20, 19, 96, generator=torch.Generator().manual_seed(2)).half()
+    one = cuda.emulated_backward(grad, *args, group=1)
+    grouped = cuda.emulated_backward(grad, *args, group=group)
+    assert not any(g.isnan().any() for g in grouped)
+    assert torch.equal(grouped[0], one[0])
+    for a, b in zip(grouped[1:], one[1:]):
+        torch.testing.assert_close(a.float(), b.float(), atol=2e-2, rtol=2e-3)
+    check_backward(args32, torch.float16, group=group)
+
+
 @pytest.mark.parametrize("dtype", LOW, ids=str)
 def test_without_qkv_bias_and_with_inf_mask(dtype):
-    check(_problem(2, 10, 9, 2, 32, (7, 7), (3, 3), "pad_then_roll", bias=False), dtype)
-    check(_problem(1, 10, 9, 2, 32, (7, 7), (3, 3), "roll_then_pad", mask_value=float("-inf")), dtype)
+    for args in (_problem(2, 10, 9, 2, 32, (7, 7), (3, 3), "pad_then_roll", bias=False),
+                 _problem(1, 10, 9, 2, 32, (7, 7), (3, 3), "roll_then_pad", mask_value=float("-inf"))):
+        check(args, dtype)
+        check_backward(args, dtype)
 
 
 def test_non_contiguous_inputs():
@@ -119,6 +167,11 @@ def test_non_contiguous_inputs():
     assert not view.is_contiguous() and not table_t.is_contiguous()
     assert torch.equal(cuda.emulated_forward(view, table_t, qkv_bias, *rest),
                        cuda.emulated_forward(qkv, table, qkv_bias, *rest))
+    grad = torch.randn(1, 10, 18, 64, generator=torch.Generator().manual_seed(3)).half()[:, :, ::2]
+    assert not grad.is_contiguous()
+    for a, b in zip(cuda.emulated_backward(grad, view, table_t, qkv_bias, *rest),
+                    cuda.emulated_backward(grad.contiguous(), qkv, table, qkv_bias, *rest)):
+        assert torch.equal(a, b)
 
 
 def test_errors_name_the_argument():
@@ -129,6 +182,10 @@ def test_errors_name_the_argument():
         cuda.emulated_forward(*args, group=-1)
     with pytest.raises(RuntimeError, match="bias_table"):
         cuda.emulated_forward(args[0], args[1][:-1], *args[2:])
+    with pytest.raises(RuntimeError, match="grad.size"):
+        cuda.emulated_backward(torch.zeros(1, 10, 9, 32, dtype=torch.float16), *args)
+    with pytest.raises(RuntimeError, match="grad must have dtype"):
+        cuda.emulated_backward(torch.zeros(1, 10, 9, 64), *args)
     if torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="qkv must be a CPU tensor"):
             cuda.emulated_forward(args[0].cuda(), *args[1:])

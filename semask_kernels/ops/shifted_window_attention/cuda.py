@@ -6,9 +6,11 @@ is formed). Forward, two kernels (``kernel=``): "tensor_core" for fp16/bf16 on s
 per CTA, whole windows in shared memory, WMMA 16x16x16 tiles, fp32 scores and softmax), and "cuda_core" (fp32
 FMAs, one CTA per (window, head, 32 queries), online softmax over 32-key chunks), which "auto" uses for fp32 and
 where the tensor-core plan does not fit in shared memory. Backward (recomputes the forward; only the inputs are
-saved), fp32 on CUDA cores for every dtype: a row kernel (lse, D = rowsum(P·dP), dq) and a column kernel (dk, dv,
-per-CTA partial d bias_table and d qkv_bias), then fixed-order sums: bitwise repeatable, no atomics.
-``emulated_forward`` runs the tensor-core kernel's own code on the CPU, for tests. Registration: ``op.py``.
+saved), the same two choices: "tensor_core" for fp16/bf16 (one whole window at a time in shared memory: S, P,
+dV, dP, dS, dQ, dK as WMMA tiles; windows up to about 150 tokens at d = 32), "cuda_core" otherwise (a row kernel:
+lse, D = rowsum(P·dP), dq; a column kernel: dk, dv). Both write per-CTA partial d bias_table and d qkv_bias,
+then fixed-order sums: bitwise repeatable, no atomics. ``emulated_forward`` / ``emulated_backward`` run the
+tensor-core kernels' own code on the CPU, for tests. Registration: ``op.py``.
 """
 from __future__ import annotations
 
@@ -46,12 +48,24 @@ def emulated_forward(qkv, bias_table, qkv_bias, num_heads, window_size, shift_si
         float(scale), str(pad_order), float(mask_value), int(group))
 
 
-def backward(grad, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value):
-    """(d qkv, d bias_table, d qkv_bias or None), bitwise repeatable."""
+def backward(grad, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value,
+             kernel: str = "auto"):
+    """(d qkv, d bias_table, d qkv_bias or None), bitwise repeatable; ``kernel`` as in ``forward``."""
     _ext.require()
     dqkv, dtable, dbias = torch.ops.semask_kernels.shifted_window_attention_backward(
         grad, qkv, bias_table, qkv_bias, int(num_heads), [int(s) for s in window_size],
-        [int(s) for s in shift_size], float(scale), str(pad_order), float(mask_value))
+        [int(s) for s in shift_size], float(scale), str(pad_order), float(mask_value), str(kernel))
+    return dqkv, dtable, (dbias if qkv_bias is not None else None)
+
+
+def emulated_backward(grad, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order,
+                      mask_value, group: int = 0):
+    """The tensor-core backward kernel's code run on the CPU, as ``emulated_forward``: (d qkv, d bias_table,
+    d qkv_bias or None)."""
+    _ext.require()
+    dqkv, dtable, dbias = torch.ops.semask_kernels.shifted_window_attention_emulated_backward(
+        grad, qkv, bias_table, qkv_bias, int(num_heads), [int(s) for s in window_size],
+        [int(s) for s in shift_size], float(scale), str(pad_order), float(mask_value), int(group))
     return dqkv, dtable, (dbias if qkv_bias is not None else None)
 
 
