@@ -61,6 +61,23 @@ def _backends(op: str, *args) -> list[str]:
     return names
 
 
+class _CudaCoreKernels(torch.autograd.Function):
+    """shifted_window_attention's CUDA backend with its CUDA-core kernels forced (``kernel="cuda_core"``), so that
+    fp16/bf16 runs time them beside the tensor-core kernels that ``backend="cuda"`` picks."""
+
+    @staticmethod
+    def forward(ctx, qkv, table, qkv_bias, config):
+        from semask_kernels.ops.shifted_window_attention import cuda
+        ctx.save_for_backward(qkv, table, qkv_bias)
+        ctx.config = config
+        return cuda.forward(qkv, table, qkv_bias, *config, kernel="cuda_core")
+
+    @staticmethod
+    def backward(ctx, grad):
+        from semask_kernels.ops.shifted_window_attention import cuda
+        return (*cuda.backward(grad.contiguous(), *ctx.saved_tensors, *ctx.config, kernel="cuda_core"), None)
+
+
 def attention_cases(model: str, dtype, device, quick: bool):
     for stage, batch, hw, dim, heads, window in _stages(model, quick):
         d = dim // heads
@@ -83,6 +100,10 @@ def attention_cases(model: str, dtype, device, quick: bool):
                                            sk.shifted_window_attention(qkv, table, num_heads=h, window_size=w,
                                                                        shift_size=s, qkv_bias=qkv_bias,
                                                                        backend=b))(backend)
+            if backend == "cuda" and dtype != torch.float32:
+                config = (heads, list(win), list(shift), scale, "roll_then_pad", -100.0)
+                candidates["op:cuda[cuda_core]"] = (lambda c=config: lambda qkv, table, qkv_bias:
+                                                    _CudaCoreKernels.apply(qkv, table, qkv_bias, c))()
         windows = batch * (padded_size(hw, window) // window) ** 2
         n = window * window
         flops = 4 * windows * heads * n * n * d

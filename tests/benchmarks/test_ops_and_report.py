@@ -4,6 +4,7 @@ import json
 
 from benchmarks import __main__ as cli
 from benchmarks import harness
+from tests.ops.cuda_marks import gpu_test
 
 
 def test_ops_quick_then_report(tmp_path, monkeypatch, capsys):
@@ -28,3 +29,24 @@ def test_ops_quick_then_report(tmp_path, monkeypatch, capsys):
     assert "| swin_tiny_patch4_window7_224 |" in (tmp_path / "compare_swin.md").read_text()
     assert "| swin_t_fpn |" in (tmp_path / "flops.md").read_text()
     assert len(list(tmp_path.glob("*.png"))) == 2
+
+
+@gpu_test
+def test_cuda_core_candidate_matches_the_cuda_backend():
+    """bf16 runs time the CUDA-core kernels (forced) beside the tensor-core ones: same results, forward and
+    backward."""
+    import torch
+
+    from benchmarks.ops import attention_cases
+    from tests.utils import assert_close
+    case = next(attention_cases("tiny_64", torch.bfloat16, torch.device("cuda"), quick=True))
+    assert {"op:cuda", "op:cuda[cuda_core]"} <= set(case.candidates)
+    results = {}
+    for name in ("op:cuda", "op:cuda[cuda_core]"):
+        torch.manual_seed(0)
+        inputs = case.inputs()
+        out = case.candidates[name](**inputs)
+        out.float().square().sum().backward()
+        results[name] = [out] + [inputs[k].grad for k in ("qkv", "table", "qkv_bias")]
+    for a, b in zip(*results.values()):
+        assert_close(a.float(), b.float(), torch.bfloat16, scale=max(1.0, float(b.float().abs().max())))
