@@ -54,12 +54,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shifted_window_attention_backward
   constexpr const char* op = "shifted_window_attention_backward";
   swa::check_args(op, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, pad_order);
   swa::check_kernel(op, kernel);
-  check_cuda(op, grad, "grad");
-  check_same_device(op, grad, "grad", qkv, "qkv");
-  check_dtype(op, grad, "grad", qkv.scalar_type());
-  check_dim(op, grad, "grad", 4);
-  for (int64_t i = 0; i < 3; ++i) check_size(op, grad, "grad", i, qkv.size(i), "as qkv");
-  check_size(op, grad, "grad", 3, qkv.size(3) / 3, "C = qkv.size(3) / 3");
+  swa::check_grad(op, grad, qkv);
 
   c10::cuda::CUDAGuard guard(qkv.device());
   const swa::Prepared p = swa::prepare(op, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale,

@@ -77,6 +77,20 @@ inline void check_args(const char* op, const at::Tensor& qkv, const at::Tensor& 
               ": pad_order must be 'roll_then_pad' or 'pad_then_roll', got '", std::string(pad_order), "'");
 }
 
+// The backward's output gradient: (B, H, W, C) of qkv's dtype and device.
+inline void check_grad(const char* op, const at::Tensor& grad, const at::Tensor& qkv) {
+  if (qkv.is_cpu()) {
+    check_cpu(op, grad, "grad");
+  } else {
+    check_cuda(op, grad, "grad");
+    check_same_device(op, grad, "grad", qkv, "qkv");
+  }
+  check_dtype(op, grad, "grad", qkv.scalar_type());
+  check_dim(op, grad, "grad", 4);
+  for (int64_t i = 0; i < 3; ++i) check_size(op, grad, "grad", i, qkv.size(i), "as qkv");
+  check_size(op, grad, "grad", 3, qkv.size(3) / 3, "C = qkv.size(3) / 3");
+}
+
 // Contiguous copies and the geometry; call under the CUDAGuard of qkv's device.
 inline Prepared prepare(const char* op, const at::Tensor& qkv, const at::Tensor& table,
                         const std::optional<at::Tensor>& qkv_bias, int64_t num_heads, at::IntArrayRef window,

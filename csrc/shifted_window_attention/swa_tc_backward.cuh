@@ -33,7 +33,7 @@ struct BwdPlan {
   int ld_x;  // elements per staged q / k / v / dO row: D + 8
   int ld_f;  // floats per fp32 matrix row: max(np, D) + 4
   int ld_h;  // elements per P / dS row: np + 8
-  size_t q, k, v, dout, f, h, drow, tpart, pad, bias, src, info;  // offsets
+  size_t q, k, v, dout, f, h, tpart, pad, bias, src, info;  // offsets
   size_t bytes;
 };
 
@@ -44,26 +44,19 @@ inline BwdPlan make_bwd_plan(int n, int d, int table, int group) {
   p.ld_x = d + 8;
   p.ld_f = (p.np > d ? p.np : d) + 4;
   p.ld_h = p.np + 8;
-  constexpr size_t e = 2;  // bytes per float16 / bfloat16 element
-  size_t o = 0;
-  auto take = [&o](size_t bytes) {
-    const size_t at = o;
-    o = align32(o + bytes);
-    return at;
-  };
-  p.q = take(e * p.np * p.ld_x);
-  p.k = take(e * p.np * p.ld_x);
-  p.v = take(e * p.np * p.ld_x);
-  p.dout = take(e * p.np * p.ld_x);
-  p.f = take(sizeof(float) * p.np * p.ld_f);
-  p.h = take(e * p.np * p.ld_h);
-  p.drow = take(sizeof(float) * p.np);
-  p.tpart = take(sizeof(float) * table);
-  p.pad = take(sizeof(float) * 2 * d);
-  p.bias = take(sizeof(float) * table);
-  p.src = take(sizeof(int) * n);
-  p.info = take(sizeof(int) * n);
-  p.bytes = o;
+  Carve o;
+  p.q = o.take(kElem * p.np * p.ld_x);
+  p.k = o.take(kElem * p.np * p.ld_x);
+  p.v = o.take(kElem * p.np * p.ld_x);
+  p.dout = o.take(kElem * p.np * p.ld_x);
+  p.f = o.take(sizeof(float) * p.np * p.ld_f);
+  p.h = o.take(kElem * p.np * p.ld_h);
+  p.tpart = o.take(sizeof(float) * table);
+  p.pad = o.take(sizeof(float) * 2 * d);
+  p.bias = o.take(sizeof(float) * table);
+  p.src = o.take(sizeof(int) * n);
+  p.info = o.take(sizeof(int) * n);
+  p.bytes = o.end;
   return p;
 }
 
@@ -75,7 +68,7 @@ struct BwdCta {
   int64_t group_index, win0;
   int nw, h;
   scalar_t *q, *k, *v, *dout, *hm;  // hm: P, then dS, in the input dtype
-  float *f, *drow, *tpart, *pad, *bias;
+  float *f, *tpart, *pad, *bias;
   int *src, *info;
 
   __host__ __device__ BwdCta(const Args<scalar_t>& args, const BwdPlan& plan, int64_t gidx, int head,
@@ -89,7 +82,6 @@ struct BwdCta {
     dout = reinterpret_cast<scalar_t*>(smem + plan.dout);
     hm = reinterpret_cast<scalar_t*>(smem + plan.h);
     f = reinterpret_cast<float*>(smem + plan.f);
-    drow = reinterpret_cast<float*>(smem + plan.drow);
     tpart = reinterpret_cast<float*>(smem + plan.tpart);
     pad = reinterpret_cast<float*>(smem + plan.pad);
     bias = reinterpret_cast<float*>(smem + plan.bias);

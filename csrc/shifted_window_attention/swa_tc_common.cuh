@@ -25,6 +25,18 @@ constexpr int kTile = 16;  // WMMA m = n = k
 
 __host__ __device__ inline size_t align32(size_t x) { return (x + 31) / 32 * 32; }
 
+// Cuts a shared-memory layout into regions that each start on a 32-byte boundary (WMMA's pointer alignment).
+struct Carve {
+  size_t end = 0;
+  size_t take(size_t bytes) {
+    const size_t at = end;
+    end = align32(end + bytes);
+    return at;
+  }
+};
+
+constexpr size_t kElem = 2;  // bytes per float16 / bfloat16 element
+
 // The WMMA element type of a c10 type (same bits).
 template <typename scalar_t>
 struct MmaType;

@@ -43,26 +43,23 @@ constexpr size_t kAssumedOptin = 227 * 1024;     // its shared memory per block
 constexpr unsigned char kCanary = 0xA5;
 constexpr size_t kCanaryBytes = 256;
 
-// Shared memory of `bytes` for one CTA at a time: NaN bytes, then a canary.
-class EmulatedSmem {
- public:
-  explicit EmulatedSmem(size_t bytes) : bytes_(bytes), data_(bytes + kCanaryBytes) {}
-  unsigned char* fresh() {
-    std::memset(data_.data(), 0xFF, bytes_);  // NaN in every float16 / bfloat16 / float32 slot
-    std::memset(data_.data() + bytes_, kCanary, kCanaryBytes);
-    return data_.data();
-  }
-  void check(const char* op, int64_t group, int head) const {
-    for (size_t i = bytes_; i < data_.size(); ++i) {
-      TORCH_CHECK(data_[i] == kCanary, op, ": CTA (", group, ", ", head, ") wrote past its ", bytes_,
-                  " bytes of shared memory (byte ", i, ")");
+// cta(group index, head, shared memory) for every CTA of a (groups, heads) grid, one after another, each with
+// `bytes` of shared memory filled with NaN bytes and followed by a canary that must be intact afterwards.
+template <typename F>
+void run_grid(const char* op, int64_t groups, int heads, size_t bytes, F&& cta) {
+  std::vector<unsigned char> smem(bytes + kCanaryBytes);
+  for (int64_t gi = 0; gi < groups; ++gi) {
+    for (int h = 0; h < heads; ++h) {
+      std::memset(smem.data(), 0xFF, bytes);  // NaN in every float16 / bfloat16 / float32 slot
+      std::memset(smem.data() + bytes, kCanary, kCanaryBytes);
+      cta(gi, h, smem.data());
+      for (size_t i = bytes; i < smem.size(); ++i) {
+        TORCH_CHECK(smem[i] == kCanary, op, ": CTA (", gi, ", ", h, ") wrote past its ", bytes,
+                    " bytes of shared memory (byte ", i, ")");
+      }
     }
   }
-
- private:
-  size_t bytes_;
-  std::vector<unsigned char> data_;
-};
+}
 
 void check_low_precision(const char* op, const at::Tensor& qkv) {
   TORCH_CHECK(qkv.scalar_type() == at::kHalf || qkv.scalar_type() == at::kBFloat16, op,
@@ -97,7 +94,6 @@ at::Tensor shifted_window_attention_emulated_forward(const at::Tensor& qkv, cons
                  : swa::tc::make_plan(p.g.n, p.d, p.g.table, int(group));
   TORCH_CHECK(fits, op, ": the tensor-core plan needs ", plan.bytes, " bytes of shared memory, more than ",
               kAssumedOptin);
-  EmulatedSmem smem(plan.bytes);
   const int64_t groups = (p.g.total + plan.group - 1) / plan.group;
   swa::dispatch(p.qkv.scalar_type(), p.d, [&](auto tag, auto dtag) {
     using scalar_t = decltype(tag);
@@ -105,13 +101,9 @@ at::Tensor shifted_window_attention_emulated_forward(const at::Tensor& qkv, cons
     if constexpr (!std::is_same_v<scalar_t, float>) {
       auto args = swa::make_args<scalar_t>(p);
       args.out = out.mutable_data_ptr<scalar_t>();
-      for (int64_t gi = 0; gi < groups; ++gi) {
-        for (int h = 0; h < p.g.heads; ++h) {
-          const swa::tc::Cta<scalar_t, D> cta(args, plan, gi, h, smem.fresh());
-          swa::tc::forward_cta(HostExec{}, cta);
-          smem.check(op, gi, h);
-        }
-      }
+      run_grid(op, groups, p.g.heads, plan.bytes, [&](int64_t gi, int h, unsigned char* smem) {
+        swa::tc::forward_cta(HostExec{}, swa::tc::Cta<scalar_t, D>(args, plan, gi, h, smem));
+      });
     }
   });
   return out;
@@ -125,11 +117,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shifted_window_attention_emulated
   swa::check_args(op, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, pad_order, /*on_cpu=*/true);
   check_low_precision(op, qkv);
   check_group(op, group);
-  check_cpu(op, grad, "grad");
-  check_dtype(op, grad, "grad", qkv.scalar_type());
-  check_dim(op, grad, "grad", 4);
-  for (int64_t i = 0; i < 3; ++i) check_size(op, grad, "grad", i, qkv.size(i), "as qkv");
-  check_size(op, grad, "grad", 3, qkv.size(3) / 3, "C = qkv.size(3) / 3");
+  swa::check_grad(op, grad, qkv);
   const swa::Prepared p = swa::prepare(op, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale,
                                        pad_order, mask_value);
   const swa::Geometry& g = p.g;
@@ -148,7 +136,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shifted_window_attention_emulated
   at::Tensor ws_table = at::full({int64_t(g.heads) * g.table, groups}, NAN, f32);
   at::Tensor ws_pad = has_bias ? at::full({2 * int64_t(g.c), groups}, NAN, f32) : at::Tensor();
   const at::Tensor grad_c = grad.contiguous();
-  EmulatedSmem smem(plan.bytes);
   swa::dispatch(p.qkv.scalar_type(), p.d, [&](auto tag, auto dtag) {
     using scalar_t = decltype(tag);
     constexpr int D = decltype(dtag)::value;
@@ -159,13 +146,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shifted_window_attention_emulated
       args.ws_table = ws_table.mutable_data_ptr<float>();
       args.ws_pad = has_bias ? ws_pad.mutable_data_ptr<float>() : nullptr;
       args.parts = groups;
-      for (int64_t gi = 0; gi < groups; ++gi) {
-        for (int h = 0; h < g.heads; ++h) {
-          const swa::tc::BwdCta<scalar_t, D> cta(args, plan, gi, h, smem.fresh());
-          swa::tc::backward_cta(HostExec{}, cta);
-          smem.check(op, gi, h);
-        }
-      }
+      run_grid(op, groups, g.heads, plan.bytes, [&](int64_t gi, int h, unsigned char* smem) {
+        swa::tc::backward_cta(HostExec{}, swa::tc::BwdCta<scalar_t, D>(args, plan, gi, h, smem));
+      });
     }
   });
   // The GPU sums the workspace columns in a fixed tree order (swa_backward.cu); a plain sum here.

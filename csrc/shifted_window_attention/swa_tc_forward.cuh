@@ -46,23 +46,17 @@ inline Plan make_plan(int n, int d, int table, int group) {
   p.ld_x = d + 8;
   p.ld_s = (p.np > d ? p.np : d) + 4;
   p.ld_p = p.np + 8;
-  constexpr size_t e = 2;  // bytes per float16 / bfloat16 element
-  size_t o = 0;
-  auto take = [&o](size_t bytes) {
-    const size_t at = o;
-    o = align32(o + bytes);
-    return at;
-  };
-  p.k = take(e * group * p.np * p.ld_x);
-  p.v = take(e * group * p.np * p.ld_x);
-  p.q = take(e * kWarps * kTile * p.ld_x);
-  p.s = take(sizeof(float) * kWarps * kTile * p.ld_s);
-  p.p = take(e * kWarps * kTile * p.ld_p);
-  p.red = take(sizeof(float) * kWarps * 2 * 32);
-  p.bias = take(sizeof(float) * table);
-  p.src = take(sizeof(int) * group * n);
-  p.info = take(sizeof(int) * group * n);
-  p.bytes = o;
+  Carve o;
+  p.k = o.take(kElem * group * p.np * p.ld_x);
+  p.v = o.take(kElem * group * p.np * p.ld_x);
+  p.q = o.take(kElem * kWarps * kTile * p.ld_x);
+  p.s = o.take(sizeof(float) * kWarps * kTile * p.ld_s);
+  p.p = o.take(kElem * kWarps * kTile * p.ld_p);
+  p.red = o.take(sizeof(float) * kWarps * 2 * 32);
+  p.bias = o.take(sizeof(float) * table);
+  p.src = o.take(sizeof(int) * group * n);
+  p.info = o.take(sizeof(int) * group * n);
+  p.bytes = o.end;
   return p;
 }
 

@@ -13,6 +13,7 @@ import torch
 import semask_kernels as sk
 from tests.ops.cuda_marks import gpu_test, needs_ext
 from semask_kernels.ops.shifted_window_attention import cuda, reference
+from tests.ops.swa_cases import CASES
 from tests.utils import assert_close, assert_error_within
 
 OP = "shifted_window_attention"
@@ -156,21 +157,6 @@ def test_index_rule_matches_the_reference_layout(h, w, window, shift, pad_order)
 
 
 # ---- GPU ----------------------------------------------------------------------------------------------------
-
-# (B, H, W, window, shift): padding on both axes, no shift, a map smaller than the window, a non-square window,
-# a shift on one axis only, an exact multiple, a 1x1 map, a non-square window with one-axis shift.
-CASES = [
-    (1, 10, 9, (7, 7), (3, 3)),
-    (2, 10, 9, (7, 7), (0, 0)),
-    (2, 5, 3, (7, 7), (3, 3)),
-    (1, 9, 13, (4, 6), (2, 3)),
-    (1, 8, 11, (4, 4), (0, 2)),
-    (1, 11, 8, (4, 4), (2, 0)),
-    (2, 14, 7, (7, 7), (3, 3)),
-    (1, 1, 1, (2, 2), (1, 1)),
-    (1, 9, 20, (3, 8), (1, 0)),
-]
-
 
 @gpu_test
 @pytest.mark.parametrize("pad_order", ["roll_then_pad", "pad_then_roll"])

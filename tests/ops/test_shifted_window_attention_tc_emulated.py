@@ -15,6 +15,7 @@ import torch
 
 from semask_kernels.ops.shifted_window_attention import cuda, reference
 from tests.ops.cuda_marks import needs_ext
+from tests.ops.swa_cases import CASES
 from tests.utils import assert_error_within
 
 pytestmark = needs_ext
@@ -65,21 +66,6 @@ def check_backward(args32, dtype, group=0, seed=1):
         assert not g.isnan().any(), f"d {name}: NaN, an element never written or shared memory read unwritten"
         assert_error_within(g, r, e, 3.0, name=f"d {name} {dtype}")
     return got
-
-
-# (B, H, W, window, shift): padding on both axes, no shift, a map smaller than the window, non-square windows,
-# one-axis shifts, an exact multiple, a 1x1 map, windows of 4 and 24 tokens (one and two 16-row tiles).
-CASES = [
-    (1, 10, 9, (7, 7), (3, 3)),
-    (2, 10, 9, (7, 7), (0, 0)),
-    (2, 5, 3, (7, 7), (3, 3)),
-    (1, 9, 13, (4, 6), (2, 3)),
-    (1, 8, 11, (4, 4), (0, 2)),
-    (1, 11, 8, (4, 4), (2, 0)),
-    (2, 14, 7, (7, 7), (3, 3)),
-    (1, 1, 1, (2, 2), (1, 1)),
-    (1, 9, 20, (3, 8), (1, 0)),
-]
 
 
 @pytest.mark.parametrize("group", [0, 3])
