@@ -67,10 +67,10 @@ at::Tensor shifted_window_attention_forward(const at::Tensor& qkv, const at::Ten
   at::Tensor out = at::empty({qkv.size(0), qkv.size(1), qkv.size(2), p.g.c}, p.qkv.options());
 
   const swa::DeviceFacts dev = swa::device_facts();
-  bool fits = false;
   const swa::tc::Plan plan = swa::tc::choose_plan(p.g.n, p.d, p.g.table, p.g.total, p.g.heads, dev.sms,
-                                                  size_t(dev.optin), fits);
-  const bool tc_ok = swa::tensor_core_ok(op, kernel, p, dev, plan.bytes);
+                                                  size_t(dev.smem_per_sm));
+  const bool tc_ok = swa::tensor_core_ok(op, kernel, p, dev, plan.bytes,
+                                         reinterpret_cast<const void*>(swa::tc::forward_kernel<at::Half, 32>));
   if (out.numel() == 0 || p.g.total == 0) return out;  // a 0-block launch is an error
 
   auto stream = c10::cuda::getCurrentCUDAStream();

@@ -64,7 +64,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shifted_window_attention_backward
   const int64_t group = swa::backward_group(g.total);
   const int64_t groups = (g.total + group - 1) / group;
   const swa::tc::BwdPlan plan = swa::tc::make_bwd_plan(g.n, p.d, g.table, int(group));
-  const bool tc = swa::tensor_core_ok(op, kernel, p, swa::device_facts(), plan.bytes) && kernel != "cuda_core";
+  const bool tc = swa::tensor_core_ok(op, kernel, p, swa::device_facts(), plan.bytes,
+                                      reinterpret_cast<const void*>(swa::tc::backward_kernel<at::Half, 32>)) &&
+                  kernel != "cuda_core";
   const auto f32 = p.qkv.options().dtype(at::kFloat);
   at::Tensor dqkv = at::empty_like(p.qkv, at::MemoryFormat::Contiguous);
   at::Tensor dbias = has_bias ? at::Tensor() : at::empty({0}, p.qkv.options());

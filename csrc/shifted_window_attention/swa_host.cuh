@@ -173,7 +173,7 @@ inline int64_t backward_group(int64_t windows) {
 
 // What the kernel choice needs to know about the current device.
 struct DeviceFacts {
-  int major, sms, optin;
+  int major, sms, optin, smem_per_sm;
 };
 
 inline DeviceFacts device_facts() {
@@ -183,6 +183,7 @@ inline DeviceFacts device_facts() {
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&f.major, cudaDevAttrComputeCapabilityMajor, device));
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&f.sms, cudaDevAttrMultiProcessorCount, device));
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&f.optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&f.smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
   return f;
 }
 
@@ -191,16 +192,21 @@ inline void check_kernel(const char* op, c10::string_view kernel) {
               ": kernel must be 'auto', 'tensor_core' or 'cuda_core', got '", std::string(kernel), "'");
 }
 
-// Whether the tensor-core kernel, needing `bytes` of shared memory, can run this call on this device; with
-// kernel = "tensor_core" an error saying why not.
+// Whether a tensor-core kernel, needing `bytes` of shared memory, can run this call on this device; with
+// kernel = "tensor_core" an error saying why not. `kernel_fn` is one instantiation of it: the code the driver
+// loads for this GPU must come from sm_80+ (a build for older archs only would JIT their PTX, where the WMMA
+// tile product is a trap).
 inline bool tensor_core_ok(const char* op, c10::string_view kernel, const Prepared& p, const DeviceFacts& dev,
-                           size_t bytes) {
+                           size_t bytes, const void* kernel_fn) {
   const auto st = p.qkv.scalar_type();
-  const bool ok = (st == at::kHalf || st == at::kBFloat16) && dev.major >= 8 && bytes <= size_t(dev.optin);
+  cudaFuncAttributes attr{};
+  C10_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel_fn));
+  const bool ok = (st == at::kHalf || st == at::kBFloat16) && dev.major >= 8 && attr.ptxVersion >= 80 &&
+                  bytes <= size_t(dev.optin);
   TORCH_CHECK(kernel != "tensor_core" || ok, op, ": kernel='tensor_core' needs float16 / bfloat16 qkv (got ", st,
-              ") on a GPU of compute capability >= 8.0 (got ", dev.major, ".x) with ", bytes,
-              " bytes of shared memory per block for window ", p.g.wh, "x", p.g.ww, ", head dim ", p.d,
-              " (this GPU allows ", dev.optin, ")");
+              ") on a GPU of compute capability >= 8.0 (got ", dev.major, ".x) with code built for sm_80+ (got ",
+              "compute_", attr.ptxVersion, ") and ", bytes, " bytes of shared memory per block for window ", p.g.wh,
+              "x", p.g.ww, ", head dim ", p.d, " (this GPU allows ", dev.optin, ")");
   return ok;
 }
 

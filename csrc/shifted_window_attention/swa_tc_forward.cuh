@@ -60,20 +60,20 @@ inline Plan make_plan(int n, int d, int table, int group) {
   return p;
 }
 
-constexpr int kTargetTiles = 16;            // query tiles per CTA the group aims at (4 per warp)
-constexpr size_t kTargetBytes = 100 << 10;  // shared memory per CTA the group aims to stay under (2 CTAs / SM)
+constexpr int kTargetTiles = 16;  // query tiles per CTA the group aims at (4 per warp)
 
-// The launch plan: the largest group <= what gives kTargetTiles query tiles per CTA that keeps at least two
-// CTAs per SM in the grid and the layout under kTargetBytes; group = 1 may exceed kTargetBytes. `fits` is false
-// when even group = 1 needs more than `max_bytes` (the caller then uses the CUDA-core kernel).
-inline Plan choose_plan(int n, int d, int table, int64_t windows, int heads, int sms, size_t max_bytes, bool& fits) {
+// The launch plan on a GPU of `sms` SMs with `smem_per_sm` bytes of shared memory per SM: the largest group <=
+// what gives kTargetTiles query tiles per CTA that keeps at least two CTAs per SM in the grid and the layout
+// within half an SM's shared memory (two resident CTAs, less 1 KiB the driver reserves per block). Group = 1 may
+// need more; the caller checks plan.bytes against the per-block limit and otherwise uses the CUDA-core kernel.
+inline Plan choose_plan(int n, int d, int table, int64_t windows, int heads, int sms, size_t smem_per_sm) {
   const int tiles = (n + kTile - 1) / kTile;
   int64_t group = (kTargetTiles + tiles - 1) / tiles;
   if (group > windows) group = windows > 0 ? windows : 1;
   while (group > 1 && (windows + group - 1) / group * heads < 2 * int64_t(sms)) --group;
+  const size_t target = smem_per_sm / 2 > 1024 ? smem_per_sm / 2 - 1024 : 0;
   Plan p = make_plan(n, d, table, int(group));
-  while (p.group > 1 && p.bytes > kTargetBytes) p = make_plan(n, d, table, p.group - 1);
-  fits = p.bytes <= max_bytes;
+  while (p.group > 1 && p.bytes > target) p = make_plan(n, d, table, p.group - 1);
   return p;
 }
 
@@ -173,8 +173,8 @@ template <typename scalar_t, int D>
 __host__ __device__ inline void scores(const Cta<scalar_t, D>& c, const WarpTile<scalar_t, D>& w) {
   const scalar_t* k = c.k + w.gi * c.pl.np * c.pl.ld_x;
   for (int kt = 0; kt < c.pl.np / kTile; ++kt) {
-    tile_product<scalar_t, false, true>(w.q, c.pl.ld_x, k + kt * kTile * c.pl.ld_x, c.pl.ld_x, D / kTile, w.s + kt * kTile,
-                                 c.pl.ld_s);
+    tile_product<scalar_t, false, true>(w.q, c.pl.ld_x, k + kt * kTile * c.pl.ld_x, c.pl.ld_x, D / kTile,
+                                        w.s + kt * kTile, c.pl.ld_s);
   }
 }
 
@@ -234,8 +234,8 @@ template <typename scalar_t, int D>
 __host__ __device__ inline void pv(const Cta<scalar_t, D>& c, const WarpTile<scalar_t, D>& w) {
   const scalar_t* v = c.v + w.gi * c.pl.np * c.pl.ld_x;
   for (int dt = 0; dt < D / kTile; ++dt) {
-    tile_product<scalar_t, false, false>(w.p, c.pl.ld_p, v + dt * kTile, c.pl.ld_x, c.pl.np / kTile, w.s + dt * kTile,
-                                  c.pl.ld_s);
+    tile_product<scalar_t, false, false>(w.p, c.pl.ld_p, v + dt * kTile, c.pl.ld_x, c.pl.np / kTile,
+                                         w.s + dt * kTile, c.pl.ld_s);
   }
 }
 
