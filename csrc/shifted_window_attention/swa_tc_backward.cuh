@@ -150,7 +150,8 @@ __host__ __device__ inline void bwd_inner(const BwdCta<scalar_t, D>& c, const sc
                                            c.f + it * kTile * c.pl.ld_f + dt * kTile, c.pl.ld_f);
 }
 
-// P rows from the scores in f: softmax(scale S + bias + mask) in the input dtype, 0 past the window.
+// P rows from the scores in f: softmax(scale S + bias + mask) in the input dtype, 0 past the window. The final
+// scores overwrite S in f on the first pass over a row.
 template <typename scalar_t, int D>
 __host__ __device__ inline void bwd_softmax(const BwdCta<scalar_t, D>& c, int tid, int nthreads) {
   const Geometry& g = c.a.g;
@@ -160,17 +161,17 @@ __host__ __device__ inline void bwd_softmax(const BwdCta<scalar_t, D>& c, int ti
       for (int j = 0; j < c.pl.np; ++j) prow[j] = scalar_t(0.f);
       continue;
     }
-    const float* srow = c.f + i * c.pl.ld_f;
+    float* srow = c.f + i * c.pl.ld_f;
     float m = -INFINITY;
-    for (int j = 0; j < g.n; ++j) m = fmaxf(m, fmaf(g.scale, srow[j], bias_mask(g, c.bias, c.info[i], c.info[j])));
+    for (int j = 0; j < g.n; ++j) {
+      srow[j] = fmaf(g.scale, srow[j], bias_mask(g, c.bias, c.info[i], c.info[j]));
+      m = fmaxf(m, srow[j]);
+    }
     const float ref = m == -INFINITY ? 0.f : m;
     float l = 0.f;
-    for (int j = 0; j < g.n; ++j) l += expf(fmaf(g.scale, srow[j], bias_mask(g, c.bias, c.info[i], c.info[j])) - ref);
+    for (int j = 0; j < g.n; ++j) l += expf(srow[j] - ref);
     const float inv = l > 0.f ? 1.f / l : 0.f;
-    for (int j = 0; j < c.pl.np; ++j) {
-      const float x = j < g.n ? fmaf(g.scale, srow[j], bias_mask(g, c.bias, c.info[i], c.info[j])) : -INFINITY;
-      prow[j] = scalar_t(expf(x - ref) * inv);
-    }
+    for (int j = 0; j < c.pl.np; ++j) prow[j] = scalar_t(j < g.n ? expf(srow[j] - ref) * inv : 0.f);
   }
 }
 
