@@ -242,6 +242,7 @@ struct Args {
   int64_t parts;              // P = number of column-kernel CTAs per head
   int group;                  // windows per column-kernel CTA
   int nblocks;                // ceil(n / kBlock)
+  bool vec16;                 // qkv, qkv_bias and grad are 16-byte aligned (tensor-core kernels' staging)
   Geometry g;
 };
 

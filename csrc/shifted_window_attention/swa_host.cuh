@@ -210,6 +210,8 @@ inline bool tensor_core_ok(const char* op, c10::string_view kernel, const Prepar
   return ok;
 }
 
+inline bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
 template <typename scalar_t>
 Args<scalar_t> make_args(const Prepared& p) {
   Args<scalar_t> a{};
@@ -217,6 +219,7 @@ Args<scalar_t> make_args(const Prepared& p) {
   a.table = p.table.const_data_ptr<scalar_t>();
   a.qkv_bias = p.qkv_bias.defined() ? p.qkv_bias.const_data_ptr<scalar_t>() : nullptr;
   a.nblocks = p.nblocks;
+  a.vec16 = aligned16(a.qkv) && (a.qkv_bias == nullptr || aligned16(a.qkv_bias));
   a.g = p.g;
   return a;
 }

@@ -110,22 +110,23 @@ __host__ __device__ inline void bwd_tokens(const BwdCta<scalar_t, D>& c, int64_t
   for (int t = tid; t < g.n; t += nthreads) token_info(g, int(win % g.nwin), t, c.src[t], c.info[t]);
 }
 
-// q, k, v and dO of the window's np rows.
-template <typename scalar_t, int D>
+// q, k, v and dO of the window's np rows, W elements per copy.
+template <int W, typename scalar_t, int D>
 __host__ __device__ inline void bwd_stage(const BwdCta<scalar_t, D>& c, int64_t win, int tid, int nthreads) {
   const Geometry& g = c.a.g;
-  const scalar_t zero(0.f);
   const scalar_t* grad = c.a.grad + (win / g.nwin) * g.H * g.W * g.c + c.h * D;
-  for (int e = tid; e < c.pl.np * D; e += nthreads) {
-    const int t = e / D;
-    const int col = e - t * D;
+  constexpr int per_row = D / W;
+  for (int e = tid; e < c.pl.np * per_row; e += nthreads) {
+    const int t = e / per_row;
+    const int col = (e - t * per_row) * W;
     const int at = t * c.pl.ld_x + col;
-    const int sp = t < g.n ? c.src[t] : -1;
+    const bool real = t < g.n;
+    const int sp = real ? c.src[t] : -1;
     const int base = c.h * D + col;
-    c.q[at] = t < g.n ? qkv_value(c.a, win, sp, base) : zero;
-    c.k[at] = t < g.n ? qkv_value(c.a, win, sp, g.c + base) : zero;
-    c.v[at] = t < g.n ? qkv_value(c.a, win, sp, 2 * g.c + base) : zero;
-    c.dout[at] = sp >= 0 ? grad[int64_t(sp) * g.c + col] : zero;
+    copy_elems<W>(c.q + at, real ? qkv_ptr(c.a, win, sp, base) : nullptr);
+    copy_elems<W>(c.k + at, real ? qkv_ptr(c.a, win, sp, g.c + base) : nullptr);
+    copy_elems<W>(c.v + at, real ? qkv_ptr(c.a, win, sp, 2 * g.c + base) : nullptr);
+    copy_elems<W>(c.dout + at, sp >= 0 ? grad + int64_t(sp) * g.c + col : nullptr);
   }
 }
 
@@ -273,7 +274,9 @@ __host__ __device__ inline void backward_cta(const Exec& ex, const BwdCta<scalar
     ex.sync();  // the previous window is consumed
     ex.threads([&](int tid, int nt) { bwd_tokens(c, win, tid, nt); });
     ex.sync();
-    ex.threads([&](int tid, int nt) { bwd_stage(c, win, tid, nt); });
+    ex.threads([&](int tid, int nt) {
+      c.a.vec16 ? bwd_stage<kVec>(c, win, tid, nt) : bwd_stage<1>(c, win, tid, nt);
+    });
     ex.sync();
     over_tiles(ex, square, [&](int t) { bwd_outer(c, c.q, c.k, t); });  // S
     ex.sync();

@@ -15,6 +15,7 @@
 #include <c10/util/Half.h>
 
 #include <cstddef>
+#include <cstring>
 #include <type_traits>
 
 namespace semask_kernels {
@@ -93,13 +94,37 @@ __host__ __device__ inline void tile_product(const scalar_t* A, int lda, const s
 #endif
 }
 
-// Element `col` (= part * C + h * d + c) of the q / k / v of a token of window `win`: qkv at pixel `src`, or
-// qkv_bias (0 without it) for a padding token (src < 0).
+// Where element `col` (= part * C + h * d + c) of the q / k / v of a token of window `win` is: qkv at pixel
+// `src`, or qkv_bias for a padding token (src < 0); null for a padding token without qkv_bias (zeros).
 template <typename scalar_t>
-__host__ __device__ inline scalar_t qkv_value(const Args<scalar_t>& a, int64_t win, int src, int col) {
+__host__ __device__ inline const scalar_t* qkv_ptr(const Args<scalar_t>& a, int64_t win, int src, int col) {
   const Geometry& g = a.g;
-  if (src >= 0) return a.qkv[((win / g.nwin) * g.H * g.W + src) * 3 * g.c + col];
-  return a.qkv_bias != nullptr ? a.qkv_bias[col] : scalar_t(0.f);
+  if (src >= 0) return a.qkv + ((win / g.nwin) * g.H * g.W + src) * 3 * g.c + col;
+  return a.qkv_bias != nullptr ? a.qkv_bias + col : nullptr;
+}
+
+// Elements per staging copy: 8 (16 bytes) when the sources are 16-byte aligned (Args::vec16), else 1. Every
+// offset a staging step copies from or to is a multiple of 8 elements (C, d and the row strides are).
+constexpr int kVec = 8;
+
+// dst[0, W) = src[0, W), or zeros for a null src; W = kVec needs both 16-byte aligned.
+template <int W, typename scalar_t>
+__host__ __device__ inline void copy_elems(scalar_t* dst, const scalar_t* src) {
+  if constexpr (W == kVec) {
+    static_assert(sizeof(scalar_t) * kVec == 16, "16-byte copies");
+#if defined(__CUDA_ARCH__)
+    *reinterpret_cast<uint4*>(dst) = src != nullptr ? *reinterpret_cast<const uint4*>(src) : make_uint4(0, 0, 0, 0);
+#else
+    if (src != nullptr) {
+      std::memcpy(dst, src, 16);
+    } else {
+      std::memset(dst, 0, 16);
+    }
+#endif
+  } else {
+    static_assert(W == 1, "copies of 8 or 1 elements");
+    *dst = src != nullptr ? *src : scalar_t(0.f);
+  }
 }
 
 // The CUDA threads of a CTA.

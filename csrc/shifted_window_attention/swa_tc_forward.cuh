@@ -107,9 +107,9 @@ struct Cta {
 
   __host__ __device__ int tiles() const { return nw * (pl.np / kTile); }
 
-  // Element c of part 0 / 1 / 2 (q / k / v) of token (gi, t) < n of this head.
-  __host__ __device__ scalar_t token(int gi, int t, int part, int c) const {
-    return qkv_value(a, win0 + gi, src[gi * a.g.n + t], part * a.g.c + h * D + c);
+  // Where element c of part 0 / 1 / 2 (q / k / v) of token (gi, t) < n of this head is (null: zeros).
+  __host__ __device__ const scalar_t* token(int gi, int t, int part, int c) const {
+    return qkv_ptr(a, win0 + gi, src[gi * a.g.n + t], part * a.g.c + h * D + c);
   }
 };
 
@@ -124,18 +124,19 @@ __host__ __device__ inline void stage_tokens(const Cta<scalar_t, D>& c, int tid,
   for (int t = tid; t < g.table; t += nthreads) c.bias[t] = to_float(c.a.table[int64_t(t) * g.heads + c.h]);
 }
 
-// 2. k and v of every token of the group, np rows per window (zeros past the window).
-template <typename scalar_t, int D>
+// 2. k and v of every token of the group, np rows per window (zeros past the window), W elements per copy.
+template <int W, typename scalar_t, int D>
 __host__ __device__ inline void stage_kv(const Cta<scalar_t, D>& c, int tid, int nthreads) {
   const int n = c.a.g.n;
-  for (int e = tid; e < c.nw * c.pl.np * D; e += nthreads) {
-    const int row = e / D;
-    const int col = e - row * D;
+  constexpr int per_row = D / W;
+  for (int e = tid; e < c.nw * c.pl.np * per_row; e += nthreads) {
+    const int row = e / per_row;
+    const int col = (e - row * per_row) * W;
     const int gi = row / c.pl.np;
     const int t = row - gi * c.pl.np;
     const bool real = t < n;
-    c.k[row * c.pl.ld_x + col] = real ? c.token(gi, t, 1, col) : scalar_t(0.f);
-    c.v[row * c.pl.ld_x + col] = real ? c.token(gi, t, 2, col) : scalar_t(0.f);
+    copy_elems<W>(c.k + row * c.pl.ld_x + col, real ? c.token(gi, t, 1, col) : nullptr);
+    copy_elems<W>(c.v + row * c.pl.ld_x + col, real ? c.token(gi, t, 2, col) : nullptr);
   }
 }
 
@@ -158,13 +159,14 @@ struct WarpTile {
 };
 
 // 3a. The tile's 16 queries (unscaled; scale is applied to the fp32 scores), zeros past the window.
-template <typename scalar_t, int D>
+template <int W, typename scalar_t, int D>
 __host__ __device__ inline void load_q(const Cta<scalar_t, D>& c, const WarpTile<scalar_t, D>& w, int lane) {
-  for (int e = lane; e < kTile * D; e += 32) {
-    const int r = e / D;
-    const int col = e - r * D;
+  constexpr int per_row = D / W;
+  for (int e = lane; e < kTile * per_row; e += 32) {
+    const int r = e / per_row;
+    const int col = (e - r * per_row) * W;
     const int t = w.t0 + r;
-    w.q[r * c.pl.ld_x + col] = t < c.a.g.n ? c.token(w.gi, t, 0, col) : scalar_t(0.f);
+    copy_elems<W>(w.q + r * c.pl.ld_x + col, t < c.a.g.n ? c.token(w.gi, t, 0, col) : nullptr);
   }
 }
 
@@ -261,7 +263,7 @@ template <typename scalar_t, int D, typename Exec>
 __host__ __device__ inline void warp_tiles(const Exec& ex, const Cta<scalar_t, D>& c, int warp) {
   for (int tile = warp; tile < c.tiles(); tile += kWarps) {
     const WarpTile<scalar_t, D> w(c, warp, tile);
-    ex.lanes([&](int lane) { load_q(c, w, lane); });
+    ex.lanes([&](int lane) { c.a.vec16 ? load_q<kVec>(c, w, lane) : load_q<1>(c, w, lane); });
     ex.syncwarp();
     ex.warp([&] { scores(c, w); });
     ex.syncwarp();
@@ -285,7 +287,7 @@ template <typename scalar_t, int D, typename Exec>
 __host__ __device__ inline void forward_cta(const Exec& ex, const Cta<scalar_t, D>& c) {
   ex.threads([&](int tid, int nthreads) { stage_tokens(c, tid, nthreads); });
   ex.sync();
-  ex.threads([&](int tid, int nthreads) { stage_kv(c, tid, nthreads); });
+  ex.threads([&](int tid, int nt) { c.a.vec16 ? stage_kv<kVec>(c, tid, nt) : stage_kv<1>(c, tid, nt); });
   ex.sync();
   ex.warps([&](int warp) { warp_tiles(ex, c, warp); });
 }

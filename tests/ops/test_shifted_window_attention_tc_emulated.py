@@ -175,3 +175,26 @@ def test_errors_name_the_argument():
     if torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="qkv must be a CPU tensor"):
             cuda.emulated_forward(args[0].cuda(), *args[1:])
+
+
+def _unaligned(t: torch.Tensor) -> torch.Tensor:
+    """The same values, contiguous, 2 bytes past a 16-byte boundary."""
+    flat = torch.empty(t.numel() + 1, dtype=t.dtype)
+    flat[1:] = t.flatten()
+    out = flat[1:].view(t.shape)
+    assert out.is_contiguous() and out.data_ptr() % 16 != 0
+    return out
+
+
+def test_unaligned_inputs_take_the_element_wise_staging():
+    """16-byte staging copies need 16-byte aligned qkv / qkv_bias / grad; otherwise the kernels copy element by
+    element, with the same result."""
+    qkv, table, qkv_bias, *rest = _cast(_problem(2, 10, 9, 2, 32, (7, 7), (3, 3), "pad_then_roll"), torch.bfloat16)
+    grad = torch.randn(2, 10, 9, 64, generator=torch.Generator().manual_seed(4)).bfloat16()
+    aligned = (qkv, table, qkv_bias, *rest)
+    for args, g in [((_unaligned(qkv), table, qkv_bias, *rest), grad),
+                    ((qkv, table, _unaligned(qkv_bias), *rest), grad),
+                    (aligned, _unaligned(grad))]:
+        assert torch.equal(cuda.emulated_forward(*args), cuda.emulated_forward(*aligned))
+        for a, b in zip(cuda.emulated_backward(g, *args), cuda.emulated_backward(grad, *aligned)):
+            assert torch.equal(a, b)
