@@ -387,3 +387,24 @@ def test_argument_errors_name_the_argument():
         torch.ops.semask_kernels.shifted_window_attention_backward(
             torch.zeros(1, 10, 9, 32, device="cuda"), *_args(qkv, table, qkv_bias, 2, (7, 7), (3, 3),
                                                              "roll_then_pad"))
+
+
+@gpu_test
+def test_unaligned_inputs_give_the_same_bits():
+    """The tensor-core kernels copy 16 bytes at a time only from 16-byte aligned qkv / qkv_bias / grad;
+    contiguous views 2 bytes off take the element-wise copies, with the same result."""
+    def unaligned(t):
+        flat = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)
+        flat[1:] = t.flatten()
+        return flat[1:].view(t.shape)
+
+    qkv, table, qkv_bias = _inputs(2, 20, 19, 3, 32, (7, 7), dtype=torch.bfloat16)
+    grad = torch.randn(2, 20, 19, 96, device="cuda").bfloat16()
+    aligned = _args(qkv, table, qkv_bias, 3, (7, 7), (3, 3), "pad_then_roll")
+    for args, g in [(_args(unaligned(qkv), table, qkv_bias, 3, (7, 7), (3, 3), "pad_then_roll"), grad),
+                    (_args(qkv, table, unaligned(qkv_bias), 3, (7, 7), (3, 3), "pad_then_roll"), grad),
+                    (aligned, unaligned(grad))]:
+        assert torch.equal(cuda.forward(*args, kernel="tensor_core"), cuda.forward(*aligned, kernel="tensor_core"))
+        for a, b in zip(cuda.backward(g, *args, kernel="tensor_core"),
+                        cuda.backward(grad, *aligned, kernel="tensor_core")):
+            assert torch.equal(a, b)
