@@ -1,7 +1,7 @@
 // shifted_window_attention backward, on the current stream. Two kernels (kernel="auto" takes tensor_core where
 // it can run, as the forward does):
-//   tensor_core (float16 / bfloat16, sm_80+, windows whose whole backward fits in shared memory: N up to about
-//     150 with d = 32): swa_tc_backward.cuh, one launch writing d qkv and per-CTA partials;
+//   tensor_core (float16 / bfloat16, sm_80+, windows whose whole backward fits in shared memory: on an H100 7x7
+//     at every d, 12x12 at d <= 64): swa_tc_backward.cuh, one launch writing d qkv and per-CTA partials;
 //   cuda_core (design: swa_device.cuh): 1. row kernel, backward mode: lse and D per query (into `stats`), dq of
 //     every real token; 2. column kernel: dk, dv of every real token, per-CTA partial d table and padding-key
 //     dk / dv sums.

@@ -1,4 +1,5 @@
-// The tensor-core backward of shifted_window_attention (float16 / bfloat16, windows of up to about 150 tokens):
+// The tensor-core backward of shifted_window_attention (float16 / bfloat16; on a 227 KiB-per-block GPU windows of
+// 7 x 7 at every head dim and 12 x 12 at d <= 64):
 // one whole window at a time in shared memory, every product a set of 16 x 16 WMMA tiles shared out over the 4
 // warps, fp32 accumulation. Geometry: swa_device.cuh; tile product and execution policy: swa_tc_common.cuh.
 //

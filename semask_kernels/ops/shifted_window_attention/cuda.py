@@ -7,10 +7,10 @@ per CTA, whole windows in shared memory, WMMA 16x16x16 tiles, fp32 scores and so
 FMAs, one CTA per (window, head, 32 queries), online softmax over 32-key chunks), which "auto" uses for fp32 and
 where the tensor-core plan does not fit in shared memory. Backward (recomputes the forward; only the inputs are
 saved), the same two choices: "tensor_core" for fp16/bf16 (one whole window at a time in shared memory: S, P,
-dV, dP, dS, dQ, dK as WMMA tiles; windows up to about 150 tokens at d = 32), "cuda_core" otherwise (a row kernel:
-lse, D = rowsum(P·dP), dq; a column kernel: dk, dv). Both write per-CTA partial d bias_table and d qkv_bias,
-then fixed-order sums: bitwise repeatable, no atomics. ``emulated_forward`` / ``emulated_backward`` run the
-tensor-core kernels' own code on the CPU, for tests. Registration: ``op.py``.
+dV, dP, dS, dQ, dK as WMMA tiles; on an H100 windows 7x7 at every d and 12x12 at d <= 64), "cuda_core"
+otherwise (a row kernel: lse, D = rowsum(P·dP), dq; a column kernel: dk, dv). Both write per-CTA partial
+d bias_table and d qkv_bias, then fixed-order sums: bitwise repeatable, no atomics. ``emulated_forward`` /
+``emulated_backward`` run the tensor-core kernels' own code on the CPU, for tests. Registration: ``op.py``.
 """
 from __future__ import annotations
 
