@@ -1,6 +1,7 @@
 // shifted_window_attention: the attention of one Swin block after its qkv Linear, fused (roll / pad / partition /
 // bias / shift mask / softmax / reverse / crop as index arithmetic). Semantics: semask_kernels/ops/
-// shifted_window_attention/reference.py. Design and determinism: swa_device.cuh.
+// shifted_window_attention/reference.py. Design and determinism: swa_device.cuh (CUDA-core kernels),
+// swa_tc_forward.cuh and swa_tc_backward.cuh (tensor-core kernels).
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -1,6 +1,7 @@
-// Device code of shifted_window_attention shared by its kernels: window geometry from coordinates, staging, and
-// the two CTA-level tile products. The kernels: swa_row_kernel.cuh (forward; backward lse, D, dq) and
-// swa_col_kernel.cuh (backward dk, dv, partial sums); launch code: shifted_window_attention.cu, swa_backward.cu.
+// Device code of shifted_window_attention shared by its kernels: window geometry from coordinates (also used by
+// the tensor-core kernels, swa_tc_*.cuh), staging, and the two CTA-level tile products of the CUDA-core kernels:
+// swa_row_kernel.cuh (forward; backward lse, D, dq) and swa_col_kernel.cuh (backward dk, dv, partial sums);
+// launch code: shifted_window_attention.cu, swa_backward.cu.
 //
 // Problem. qkv (B, H, W, 3C) contiguous, last dim [3][nH][d]. The padded grid (Hp, Wp) is cut into windows of
 // (wh, ww); window `win` = b * nwin + (wrow * nwc + wcol). Token t of a window sits at padded-grid cell
@@ -15,7 +16,7 @@
 //   region = 3 * rh + rw, per axis 0 / 1 / 2 for [0, P - win), [P - win, P - shift), [P - shift, P) of the padded
 //   grid, always 0 on an axis whose shift is 0 (no mask at all without a shift).
 //
-// Threads. A CTA is 4 warps. A warp owns R "rows" (queries in the row kernels, keys in the column kernel), so a
+// Threads (CUDA-core kernels). A CTA is 4 warps. A warp owns R "rows" (queries in the row kernels, keys in the column kernel), so a
 // CTA owns BLK = 4R rows of one (window, head). The other side (keys, resp. queries) is streamed through shared
 // memory in chunks of 32, one per lane. Two tile products do all the arithmetic, on CUDA cores in fp32
 // (every dtype is converted to fp32 when staged in shared memory; no tensor cores):
