@@ -84,13 +84,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shifted_window_attention_backward
   swa::dispatch(p.qkv.scalar_type(), p.d, [&](auto tag, auto dtag) {
     using scalar_t = decltype(tag);
     constexpr int D = decltype(dtag)::value;
-    auto args = swa::make_args<scalar_t>(p);
-    args.grad = grad_c.const_data_ptr<scalar_t>();
-    args.vec16 = args.vec16 && swa::aligned16(args.grad);
-    args.out = dqkv.mutable_data_ptr<scalar_t>();
-    args.ws_table = ws_table.mutable_data_ptr<float>();
-    args.ws_pad = has_bias ? ws_pad.mutable_data_ptr<float>() : nullptr;
-    args.parts = parts;
+    auto args = swa::make_backward_args<scalar_t>(p, grad_c, dqkv, ws_table, ws_pad, parts);
     args.group = int(group);
     if constexpr (!std::is_same_v<scalar_t, float>) {
       if (tc) {

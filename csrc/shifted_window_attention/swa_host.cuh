@@ -224,5 +224,20 @@ Args<scalar_t> make_args(const Prepared& p) {
   return a;
 }
 
+// The backward's arguments: make_args plus the output gradient `grad` (contiguous), d qkv `dqkv` and the two
+// workspaces of `parts` columns (ws_pad undefined without qkv_bias).
+template <typename scalar_t>
+Args<scalar_t> make_backward_args(const Prepared& p, const at::Tensor& grad, at::Tensor& dqkv, at::Tensor& ws_table,
+                                  at::Tensor& ws_pad, int64_t parts) {
+  Args<scalar_t> a = make_args<scalar_t>(p);
+  a.grad = grad.const_data_ptr<scalar_t>();
+  a.vec16 = a.vec16 && aligned16(a.grad);
+  a.out = dqkv.mutable_data_ptr<scalar_t>();
+  a.ws_table = ws_table.mutable_data_ptr<float>();
+  a.ws_pad = ws_pad.defined() ? ws_pad.mutable_data_ptr<float>() : nullptr;
+  a.parts = parts;
+  return a;
+}
+
 }  // namespace swa
 }  // namespace semask_kernels

@@ -141,13 +141,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> shifted_window_attention_emulated
     using scalar_t = decltype(tag);
     constexpr int D = decltype(dtag)::value;
     if constexpr (!std::is_same_v<scalar_t, float>) {
-      auto args = swa::make_args<scalar_t>(p);
-      args.grad = grad_c.const_data_ptr<scalar_t>();
-      args.vec16 = args.vec16 && swa::aligned16(args.grad);
-      args.out = dqkv.mutable_data_ptr<scalar_t>();
-      args.ws_table = ws_table.mutable_data_ptr<float>();
-      args.ws_pad = has_bias ? ws_pad.mutable_data_ptr<float>() : nullptr;
-      args.parts = groups;
+      const auto args = swa::make_backward_args<scalar_t>(p, grad_c, dqkv, ws_table, ws_pad, groups);
       run_grid(op, groups, g.heads, plan.bytes, [&](int64_t gi, int h, unsigned char* smem) {
         swa::tc::backward_cta(HostExec{}, swa::tc::BwdCta<scalar_t, D>(args, plan, gi, h, smem));
       });
