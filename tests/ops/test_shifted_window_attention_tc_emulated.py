@@ -1,9 +1,11 @@
 """The tensor-core kernels of shifted_window_attention (csrc/shifted_window_attention/swa_tc_{forward,backward}.cuh),
 their own step functions run on the CPU by ``cuda.emulated_forward`` / ``emulated_backward``: grouping of windows
 per CTA, 16-row tiles of padded windows, transposed tile products, the softmax and its backward, the bias-table
-gather, the padding-key sums into d qkv_bias, the write-back, against the reference. Shared memory starts as
-NaN bytes in the emulation, so a step reading anything not staged shows up as NaN, and so does the output, so
-an element never written does too; a write past the plan's bytes is an error. The WMMA instructions themselves run only on a GPU (test_shifted_window_attention_cuda.py).
+gather, the padding-key sums into d qkv_bias, the write-back, against the reference.
+
+In the emulation, shared memory, outputs and workspaces start as NaN: a step reading anything not staged, or an
+element never written, shows up as NaN; a write past the plan's bytes is an error. The WMMA instructions
+themselves run only on a GPU (test_shifted_window_attention_cuda.py).
 
 fp16/bf16 bounds: the self-calibrating rule of tests/utils.py (error ≤ 2× (forward) / 3× (gradients) the
 low-precision reference's).
