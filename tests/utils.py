@@ -51,3 +51,12 @@ def assert_error_within(fused: torch.Tensor, low_ref: torch.Tensor, exact: torch
     floor = TOLERANCES[fused.dtype][0] * 0.1
     assert fused_err <= factor * ref_err + floor, (
         f"{name}: fused error {fused_err:.3e} > {factor} × reference error {ref_err:.3e} (+{floor:.1e})")
+
+
+def poison_cuda_cache(*like: torch.Tensor) -> None:
+    """Allocate and free NaN tensors shaped like ``like``: the CUDA caching allocator keeps their blocks, so the
+    next allocations of those sizes (a kernel's ``at::empty`` outputs) start as NaN instead of an earlier call's
+    results, and an element the kernel never writes shows up in the comparison."""
+    for t in like:
+        if t is not None and t.is_cuda and t.is_floating_point():
+            torch.full_like(t, float("nan"))

@@ -3,7 +3,9 @@ C++ schemas, argument errors and capability reasons (CPU).
 
 GPU tests compare against the reference run in float32 on the same data (fp32: the per-dtype bounds of
 tests/utils.py; fp16/bf16: the self-calibrating rule, error ≤ 2× (forward) / 3× (gradients) the error of the
-reference run in the same low precision), cross-check the Triton backend, and check bitwise determinism.
+reference run in the same low precision), cross-check the Triton backend, and check bitwise determinism. Before
+each checked call the allocator's free blocks of the outputs' sizes are filled with NaN, so an element a kernel
+never writes fails the comparison.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import semask_kernels as sk
 from tests.ops.cuda_marks import gpu_test, needs_ext
 from semask_kernels.ops.shifted_window_attention import cuda, reference
 from tests.ops.swa_cases import CASES
-from tests.utils import assert_close, assert_error_within
+from tests.utils import assert_close, assert_error_within, poison_cuda_cache
 
 OP = "shifted_window_attention"
 
@@ -44,10 +46,12 @@ def _summed_scale(t: torch.Tensor) -> float:
 def check_fp32(args, grad=None):
     """Forward and every gradient against the float32 reference on the same data."""
     expected = reference.forward(*args)
+    poison_cuda_cache(expected)
     out = cuda.forward(*args)
     assert out.dtype == torch.float32 and out.shape == expected.shape and out.is_contiguous()
     assert_close(out, expected, name="output")
     grad = torch.randn_like(expected) if grad is None else grad
+    poison_cuda_cache(*args[:3])
     got = cuda.backward(grad, *args)
     want = reference.backward(grad, *args)
     assert len(got) == 3
@@ -67,12 +71,14 @@ def check_low_precision(args32, dtype, kernel="auto", backward_kernel=None):
     args32 = _cast(_cast(args32, dtype), torch.float32)  # the exact problem the low-precision runs see
     low = _cast(args32, dtype)
     exact = reference.forward(*args32)
+    poison_cuda_cache(low[0][..., : low[0].shape[-1] // 3])
     out = cuda.forward(*low, kernel=kernel)
     assert out.dtype == dtype
     assert_error_within(out, reference.forward(*low), exact, 2.0, name="output")
     grad = torch.randn_like(exact).to(dtype).float()
     want = reference.backward(grad, *args32)
     ref_low = reference.backward(grad.to(dtype), *low)
+    poison_cuda_cache(*low[:3])
     got = cuda.backward(grad.to(dtype), *low, kernel=backward_kernel or kernel)
     for name, g, r, e in zip(("qkv", "bias_table", "qkv_bias"), got, ref_low, want):
         if e is None:
