@@ -42,23 +42,47 @@ def _infer(model, x):
     return run
 
 
-def _models(stock, args, device, dtype):
-    """The contenders of one run: stock timm, the patched copy, our Swin backbone with the same weights
-    (pad_then_roll, per-stage output norms, no classifier), each also ``torch.compile``d with ``--compile``."""
-    from semask_models.backbones.swin import SwinBackbone
-    from semask_models.convert import load_swin_backbone
+def _patched_label(backend: str, args) -> str:
+    return "patched" if len(args.backends) == 1 else f"patched[{backend}]"
 
-    patched = sk.patch_timm_swin(copy.deepcopy(stock), backend=args.backend)
-    ours = SwinBackbone(embed_dim=stock.embed_dim, depths=[len(layer.blocks) for layer in stock.layers],
-                        num_heads=[layer.blocks[0].attn.num_heads for layer in stock.layers],
-                        window_size=stock.layers[0].blocks[0].attn.window_size[0], drop_path_rate=0.0,
-                        backend=args.backend)
-    load_swin_backbone(ours, stock.state_dict())
-    ours.to(device=device, dtype=dtype)
-    models = {"stock": stock, "patched": patched, "ours": ours}
+
+def _models(stock, args, device, dtype):
+    """The contenders of one run, stock first: stock timm, a patched copy per backend of ``--backends``, our Swin
+    backbone with the same weights (pad_then_roll, per-stage output norms, no classifier; not with ``--no-ours``),
+    each also ``torch.compile``d with ``--compile`` (only the compiled ones with ``--compile-only``)."""
+    models = {"stock": stock}
+    for backend in args.backends:
+        models[_patched_label(backend, args)] = sk.patch_timm_swin(copy.deepcopy(stock), backend=backend)
+    if args.ours:
+        from semask_models.backbones.swin import SwinBackbone
+        from semask_models.convert import load_swin_backbone
+
+        ours = SwinBackbone(embed_dim=stock.embed_dim, depths=[len(layer.blocks) for layer in stock.layers],
+                            num_heads=[layer.blocks[0].attn.num_heads for layer in stock.layers],
+                            window_size=stock.layers[0].blocks[0].attn.window_size[0], drop_path_rate=0.0,
+                            backend=args.backends[0])
+        load_swin_backbone(ours, stock.state_dict())
+        models["ours"] = ours.to(device=device, dtype=dtype)
     if args.compile:
-        models.update({f"{name}+compile": torch.compile(model) for name, model in list(models.items())})
+        compiled = {f"{name}+compile": torch.compile(model) for name, model in models.items()}
+        # stock+compile right after stock: every row's ratios are known when it is written
+        eager = {} if args.compile_only else models
+        models = {**dict(list(eager.items())[:1]), **dict(list(compiled.items())[:1]),
+                  **dict(list(eager.items())[1:]), **dict(list(compiled.items())[1:])}
     return models
+
+
+def _backend_of(label: str, args, device, dtype) -> str:
+    """What a contender's attention runs: "timm" for stock, else the backend its ops pick for a Swin shape."""
+    if label.startswith("stock"):
+        return "timm"
+    requested = args.backends[0]
+    for backend in args.backends:
+        if label.startswith(_patched_label(backend, args)):
+            requested = backend
+    return sk.backends.choose_backend(
+        "shifted_window_attention", requested, torch.zeros(1, 7, 7, 288, device=device, dtype=dtype),
+        torch.zeros(169, 3, device=device, dtype=dtype), None, 3, [7, 7], [0, 0], 0.1, "roll_then_pad", -100.0)
 
 
 def run(args) -> list[dict]:
@@ -76,53 +100,61 @@ def run(args) -> list[dict]:
         for img_size in args.img_size:
             stock = timm.create_model(MODELS[variant], pretrained=False, img_size=img_size,
                                       strict_img_size=False).to(device=device, dtype=dtype)
-            backend = sk.backends.choose_backend(  # what the patched blocks run, for the record
-                "shifted_window_attention", args.backend,
-                torch.zeros(1, 7, 7, 288, device=device, dtype=dtype),
-                torch.zeros(169, 3, device=device, dtype=dtype), None, 3, [7, 7], [0, 0], 0.1, "roll_then_pad",
-                -100.0)
             models = _models(stock, args, device, dtype)
             for batch in args.batch:
                 x = torch.randn(batch, 3, img_size, img_size, device=device, dtype=dtype)
                 for mode in args.modes:
-                    results = {}
+                    base = base_compiled = None
                     for label, model in models.items():
-                        if mode == "inference":
-                            model.eval()
-                            fn = _infer(model, x)
-                        else:
-                            model.train()
-                            fn = _train_step(model, x, torch.optim.SGD(model.parameters(), lr=1e-6))
-                        results[label] = time_fn(fn, device, warmup=args.warmup, repeats=args.repeats)
-                    base = results["stock"].median_ms
-                    base_compiled = results["stock+compile"].median_ms if "stock+compile" in results else None
-                    for label, t in results.items():
-                        rows.append({**meta, "bench": "compare-swin", "model": MODELS[variant], "variant": label,
-                                     "backend": "timm" if label.startswith("stock") else backend, "mode": mode,
-                                     "dtype": args.dtype, "batch": batch, "img_size": img_size,
-                                     "median_ms": t.median_ms, "p10_ms": t.p10_ms, "p90_ms": t.p90_ms,
-                                     "img_per_s": batch / t.median_ms * 1e3, "peak_mem_mb": t.peak_mem_mb,
-                                     "speedup_vs_stock": base / t.median_ms,
-                                     "speedup_vs_stock_compiled": (base_compiled / t.median_ms
-                                                                   if base_compiled else None)})
-    _print(rows)
-    if not args.no_save:
-        path = append_rows("compare_swin.jsonl", rows)
+                        try:
+                            if mode == "inference":
+                                model.eval()
+                                fn = _infer(model, x)
+                            else:
+                                model.train()
+                                fn = _train_step(model, x, torch.optim.SGD(model.parameters(), lr=1e-6))
+                            t = time_fn(fn, device, warmup=args.warmup, repeats=args.repeats)
+                            backend = _backend_of(label, args, device, dtype)
+                        except Exception as e:  # noqa: BLE001 - one contender failing (OOM, a backend) is reported
+                            print(f"  {MODELS[variant]} {img_size} batch {batch} {mode} {label}: failed: "
+                                  f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", flush=True)
+                            if device.type == "cuda":
+                                torch.cuda.empty_cache()
+                            continue
+                        base = base if label != "stock" else t.median_ms
+                        base_compiled = base_compiled if label != "stock+compile" else t.median_ms
+                        row = {**meta, "bench": "compare-swin", "model": MODELS[variant], "variant": label,
+                               "backend": backend, "mode": mode, "dtype": args.dtype, "batch": batch,
+                               "img_size": img_size, "median_ms": t.median_ms, "p10_ms": t.p10_ms,
+                               "p90_ms": t.p90_ms, "img_per_s": batch / t.median_ms * 1e3,
+                               "peak_mem_mb": t.peak_mem_mb,
+                               "speedup_vs_stock": base / t.median_ms if base else None,
+                               "speedup_vs_stock_compiled": base_compiled / t.median_ms if base_compiled else None}
+                        rows.append(row)
+                        _print([row], header=len(rows) == 1)
+                        if not args.no_save:
+                            path = append_rows("compare_swin.jsonl", [row], args.jsonl)
+            if device.type == "cuda":
+                del models, stock
+                torch.cuda.empty_cache()
+    if rows and not args.no_save:
         print(f"results appended to {path}")
     return rows
 
 
-def _print(rows: list[dict]) -> None:
-    header = f"{'model':<30} {'size':>5} {'batch':>5} {'mode':<10} {'variant':<16} {'backend':<10} {'ms':>9} " \
-             f"{'p10-p90':>15} {'img/s':>8} {'peak MB':>8} {'vs stock':>8} {'vs compiled':>11}"
-    print(header)
-    print("-" * len(header))
+def _print(rows: list[dict], header: bool = True) -> None:
+    title = f"{'model':<30} {'size':>5} {'batch':>5} {'mode':<10} {'variant':<24} {'backend':<10} {'ms':>9} " \
+            f"{'p10-p90':>15} {'img/s':>8} {'peak MB':>8} {'vs stock':>8} {'vs compiled':>11}"
+    if header:
+        print(title)
+        print("-" * len(title))
     for r in rows:
         mem = f"{r['peak_mem_mb']:.0f}" if r["peak_mem_mb"] is not None else "n/a"
+        vs_stock = f"{r['speedup_vs_stock']:.2f}x" if r["speedup_vs_stock"] else "-"
         vs_compiled = f"{r['speedup_vs_stock_compiled']:.2f}x" if r["speedup_vs_stock_compiled"] else "-"
-        print(f"{r['model']:<30} {r['img_size']:>5} {r['batch']:>5} {r['mode']:<10} {r['variant']:<16} "
+        print(f"{r['model']:<30} {r['img_size']:>5} {r['batch']:>5} {r['mode']:<10} {r['variant']:<24} "
               f"{r['backend']:<10} {r['median_ms']:>9.2f} {r['p10_ms']:>7.2f}-{r['p90_ms']:<7.2f} "
-              f"{r['img_per_s']:>8.1f} {mem:>8} {r['speedup_vs_stock']:>7.2f}x {vs_compiled:>11}")
+              f"{r['img_per_s']:>8.1f} {mem:>8} {vs_stock:>8} {vs_compiled:>11}", flush=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -138,6 +170,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"],
                         help="default bf16 on a GPU, fp32 on a CPU")
     parser.add_argument("--backend", default="auto", help="backend of the patched model's ops")
+    parser.add_argument("--backends", nargs="+", default=None,
+                        help="one patched copy per backend, labelled patched[<backend>] (default: --backend)")
+    parser.add_argument("--ours", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time our own Swin backbone with the same weights (default: yes)")
+    parser.add_argument("--compile-only", action="store_true",
+                        help="with --compile, time only the compiled models (ratios against stock+compile)")
+    parser.add_argument("--jsonl", default=None,
+                        help="append result rows to this file (default benchmarks/results/compare_swin.jsonl)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
@@ -148,10 +188,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve_defaults(args) -> None:
     gpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
     small = args.quick or not gpu
+    args.backends = args.backends or [args.backend]
     args.variants = args.variants or (["T"] if small else ["T", "S", "B", "L"])
     args.batch = args.batch or ([2] if small else [128])
     args.img_size = args.img_size or ([224] if small else [224, 512])
-    args.compile = (not small) if args.compile is None else args.compile
+    args.compile = args.compile_only or ((not small) if args.compile is None else args.compile)
     args.dtype = args.dtype or ("bf16" if gpu else "fp32")
     args.warmup = args.warmup if args.warmup is not None else (1 if small else 5)
     args.repeats = args.repeats if args.repeats is not None else (3 if small else 20)

@@ -91,10 +91,11 @@ def run_metadata(device: torch.device) -> dict:
     }
 
 
-def append_rows(filename: str, rows: list[dict]) -> Path:
-    """Append ``rows`` to ``benchmarks/results/<filename>`` (JSON lines, one measurement per line)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / filename
+def append_rows(filename: str, rows: list[dict], path: str | Path | None = None) -> Path:
+    """Append ``rows`` to ``path``, by default ``benchmarks/results/<filename>`` (JSON lines, one measurement
+    per line), flushed at once: a run killed later keeps every row written so far."""
+    path = Path(path) if path is not None else RESULTS / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")

@@ -78,7 +78,7 @@ class _CudaCoreKernels(torch.autograd.Function):
         return (*cuda.backward(grad.contiguous(), *ctx.saved_tensors, *ctx.config, kernel="cuda_core"), None)
 
 
-def attention_cases(model: str, dtype, device, quick: bool):
+def attention_cases(model: str, dtype, device, quick: bool, baselines=tuple(BASELINES)):
     for stage, batch, hw, dim, heads, window in _stages(model, quick):
         d = dim // heads
         shift = (window // 2, window // 2) if hw > window else (0, 0)
@@ -92,7 +92,7 @@ def attention_cases(model: str, dtype, device, quick: bool):
 
         candidates = {name: (lambda f, h=heads, w=win, s=shift, sc=scale:
                              lambda qkv, table, qkv_bias: f(qkv, table, qkv_bias, h, w, s, sc))(fn)
-                      for name, fn in BASELINES.items()}
+                      for name, fn in BASELINES.items() if name in baselines}
         probe = inputs()
         for backend in _backends("shifted_window_attention", probe["qkv"], probe["table"], probe["qkv_bias"], heads,
                                  list(win), list(shift), scale, "roll_then_pad", -100.0):
@@ -206,7 +206,7 @@ def run(args) -> list[dict]:
         for model in models:
             cases = []
             if "shifted_window_attention" in args.ops:
-                cases += attention_cases(model, dtype, device, quick)
+                cases += attention_cases(model, dtype, device, quick, args.baselines)
             if "semantic_attention" in args.ops:
                 cases += semantic_cases(model, dtype, device, quick)
             if {"upsample_cross_entropy", "prior_map_decode"} & set(args.ops):
@@ -218,29 +218,33 @@ def run(args) -> list[dict]:
                         try:
                             t = _measure(case, name, fn, mode, device, args.warmup, args.repeats)
                         except Exception as e:  # a baseline that cannot run this shape is reported, not fatal
-                            print(f"  {case.op} {case.shape} {name} {mode}: failed: {type(e).__name__}: {e}")
+                            print(f"  {case.op} {case.shape} {name} {mode}: failed: {type(e).__name__}: {e}", flush=True)
                             continue
                         base = base or t.median_ms
                         flops = case.flops * (3 if mode == "forward+backward" else 1)
                         traffic = case.bytes * (3 if mode == "forward+backward" else 1)
-                        rows.append({**meta, "bench": "ops", "op": case.op, "shape": case.shape, "impl": name,
-                                     "mode": mode, "dtype": dtype_name, "median_ms": t.median_ms,
-                                     "p10_ms": t.p10_ms, "p90_ms": t.p90_ms, "peak_mem_mb": t.peak_mem_mb,
-                                     "tflops": flops / t.median_ms / 1e9, "gbps": traffic / t.median_ms / 1e6,
-                                     "speedup_vs_first": base / t.median_ms})
-    _print(rows)
-    if not args.no_save:
-        print(f"results appended to {append_rows('ops.jsonl', rows)}")
+                        row = {**meta, "bench": "ops", "op": case.op, "shape": case.shape, "impl": name,
+                               "mode": mode, "dtype": dtype_name, "median_ms": t.median_ms,
+                               "p10_ms": t.p10_ms, "p90_ms": t.p90_ms, "peak_mem_mb": t.peak_mem_mb,
+                               "tflops": flops / t.median_ms / 1e9, "gbps": traffic / t.median_ms / 1e6,
+                               "speedup_vs_first": base / t.median_ms}
+                        rows.append(row)
+                        _print([row], header=len(rows) == 1)
+                        if not args.no_save:  # row by row: a run killed later keeps what it measured
+                            path = append_rows("ops.jsonl", [row], args.jsonl)
+    if rows and not args.no_save:
+        print(f"results appended to {path}")
     return rows
 
 
-def _print(rows):
-    print(f"{'op':<24} {'shape':<44} {'impl':<26} {'mode':<16} {'dtype':<5} {'ms':>9} {'TFLOP/s':>8} "
-          f"{'GB/s':>8} {'peak MB':>8} {'vs 1st':>7}")
+def _print(rows, header: bool = True):
+    if header:
+        print(f"{'op':<24} {'shape':<44} {'impl':<26} {'mode':<16} {'dtype':<5} {'ms':>9} {'TFLOP/s':>8} "
+              f"{'GB/s':>8} {'peak MB':>8} {'vs 1st':>7}")
     for r in rows:
         mem = f"{r['peak_mem_mb']:.0f}" if r["peak_mem_mb"] is not None else "n/a"
         print(f"{r['op']:<24} {r['shape']:<44} {r['impl']:<26} {r['mode']:<16} {r['dtype']:<5} "
-              f"{r['median_ms']:>9.3f} {r['tflops']:>8.3f} {r['gbps']:>8.1f} {mem:>8} {r['speedup_vs_first']:>6.2f}x")
+              f"{r['median_ms']:>9.3f} {r['tflops']:>8.3f} {r['gbps']:>8.1f} {mem:>8} {r['speedup_vs_first']:>6.2f}x", flush=True)
 
 
 OPS = ("shifted_window_attention", "semantic_attention", "upsample_cross_entropy", "prior_map_decode")
@@ -256,4 +260,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="tiny shapes (always on a CPU)")
+    parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=sorted(BASELINES),
+                        help="attention baselines to time (default all; e.g. leave out flex, compiled per shape)")
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--jsonl", default=None,
+                        help="append result rows to this file (default benchmarks/results/ops.jsonl)")

@@ -246,7 +246,8 @@ def test_gpu_windows_and_head_dims(window, d):
 
 
 @pytest.mark.gpu
-def test_gpu_deterministic_and_auto_picks_a_fused_backend():
+def test_gpu_deterministic_and_auto_picks_a_fused_backend(monkeypatch):
+    monkeypatch.setenv("SEMASK_ALLOW_UNVERIFIED", "1")  # auto picks fused backends only once verified (or allowed)
     qkv, table, qkv_bias = _inputs(2, 56, 56, 3, 32, (7, 7), dtype=torch.float16, device="cuda")
     args = _args(qkv, table, qkv_bias, 3, (7, 7), (3, 3), "roll_then_pad")
     assert backends.choose_backend(OP, "auto", *args) in ("cuda", "triton")
