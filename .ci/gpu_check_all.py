@@ -298,7 +298,7 @@ def main(argv=None) -> int:
                                 "--no-ours", "--no-compile", "--warmup", "3", "--repeats", "10"], cap=75)
     phase_bench(s, "kernels", ["ops", "--ops", "shifted_window_attention", "--models", "swin_t_224",
                                "--dtypes", "bf16", "--baselines", "timm_eager", "sdpa",
-                               "--warmup", "3", "--repeats", "10"], cap=45)
+                               "--warmup", "3", "--repeats", "10"], cap=60)
     phase_bench(s, "compile", ["compare-swin", "--variants", "T", "--img-size", "224", "--batch", "128",
                                "--dtype", "bf16", "--modes", "inference", "--backends", "cuda" if built else "triton",
                                "--no-ours", "--compile-only", "--warmup", "2", "--repeats", "10"], cap=100)
