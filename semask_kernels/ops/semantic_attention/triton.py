@@ -257,7 +257,10 @@ def config(n: int, kd: int, c: int, dtype: torch.dtype) -> Config:
         bc = _block_c(k_pad, c)
         wide = k_pad >= 256  # (BLOCK, K_PAD) fp32 accumulators: halve the block
         fwd_m, fwd_n = min(64, n_pad), min(32 if wide else 64, n_pad)
-        kv_m, kv_n = min(64, n_pad), min(32 if wide else 64, n_pad)
+        # 4-byte inputs at K_PAD 256: 64 pipelined query rows need 238,592 B of shared memory in the dK/dV kernel,
+        # over sm_90's 232,448 B per block; 32 rows need 148,480 B (offline sm_90 builds)
+        kv_m = min(32 if wide and dtype.itemsize == 4 else 64, n_pad)
+        kv_n = min(32 if wide else 64, n_pad)
         q_m, q_n = min(32 if wide else 64, n_pad), min(64, n_pad)
 
         def warps(m, width):
