@@ -1,13 +1,17 @@
 """Backend registry, selection, SEMASK_BACKEND, and ``python -m semask_kernels.info``."""
+import json
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import semask_kernels as sk
 from semask_kernels import _env, backends
+
+EVIDENCE = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "gpu"
 
 
 def test_available_backends_lists_every_op_and_backend_with_a_reason():
@@ -97,12 +101,33 @@ def test_auto_skips_backends_not_verified_on_hardware(monkeypatch):
     assert backends.choose_backend("toy", "auto", x) == "cuda"
 
 
-def test_every_fused_backend_is_marked_unverified_until_a_gpu_run():
-    """No fused backend has run on GPU hardware yet: flip verified=True (register_module in op.py) only after
-    its gpu tests pass."""
+def test_every_verified_fused_backend_has_gpu_evidence():
+    """verified=True (register_module in op.py) only with a committed GPU run (``.ci/gpu-check all``) under
+    benchmarks/results/gpu/ whose gpu tests of that op and backend all passed; the latest run that tested it
+    decides, so a later failing run revokes it."""
+    runs = sorted((json.loads(p.read_text()) for p in EVIDENCE.glob("*/gpu_summary.json")),
+                  key=lambda s: s["started"])
     for op, per_backend in backends._REGISTRY.items():
         for name, impl in per_backend.items():
-            assert impl.verified == (name == "reference"), (op, name)
+            if name == "reference" or not impl.verified:
+                continue
+            tested = [s for s in runs if s["gpu"] and name in s.get("tests_by_op", {}).get(op, {})]
+            assert tested, f"{op}/{name} is verified=True, but no GPU run under {EVIDENCE} tested it"
+            latest = tested[-1]
+            counts = latest["tests_by_op"][op][name]
+            assert counts["passed"] > 0 and counts["failed"] == counts["errored"] == 0, \
+                f"{op}/{name} is verified=True, but the latest GPU run ({latest['started']}) had {counts}"
+            assert latest["device"] != "cpu" and latest["git_sha"] not in ("", "unknown"), latest["device"]
+
+
+def test_gpu_evidence_files_are_complete():
+    """Each committed GPU run holds the files ``.ci/gpu-check all`` writes, from a GPU."""
+    folders = [p.parent for p in EVIDENCE.glob("*/gpu_summary.json")]
+    assert folders, f"no GPU run committed under {EVIDENCE}"
+    for folder in folders:
+        assert {"env.txt", "tests.jsonl", "bench.jsonl", "gpu_summary.json"} <= {p.name for p in folder.iterdir()}
+        summary = json.loads((folder / "gpu_summary.json").read_text())
+        assert summary["gpu"] is True and "torch" in summary["versions"], folder
 
 
 @pytest.mark.parametrize("op", [op for op in backends.ops() if "cuda" in backends._REGISTRY[op]])
