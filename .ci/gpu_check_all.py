@@ -46,6 +46,7 @@ FIRST_TESTS = {  # phase -> test files, run before the benchmarks
 }
 TEST_FILE = re.compile(r"tests/ops/test_(?P<op>\w+?)_(?P<backend>triton|cuda)\.py")
 RESERVE_S = 8  # kept back for the summary
+PHASES = ("build", "tests-triton", "tests-cuda", "headline", "kernels", "compile", "tests-rest")
 
 
 class Session:
@@ -283,27 +284,45 @@ def main(argv=None) -> int:
                         help="seconds for the whole session (default 540, or $GPU_CHECK_BUDGET)")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "benchmarks/results/gpu-check")))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--skip", nargs="+", default=[], choices=PHASES,
+                        help="phases to leave out (build: use the extension already built in place)")
     args = parser.parse_args(argv)
     s = Session(args.out.resolve(), args.budget, args.jobs)
     s.log(f"gpu-check all: budget {args.budget:.0f}s, output in {s.out}")
+    skip = set(args.skip)
+
+    def wanted(name: str) -> bool:
+        if name in skip:
+            s.record(name, "skipped", 0.0, "--skip")
+        return name not in skip
+
     phase_env(s)
-    build = start_build(s)
-    phase_tests(s, "tests-triton", FIRST_TESTS["tests-triton"], cap=150)
+    build = start_build(s) if wanted("build") else None
+    if wanted("tests-triton"):
+        phase_tests(s, "tests-triton", FIRST_TESTS["tests-triton"], cap=150)
     wait_build(s, build, cap=150)
-    phase_tests(s, "tests-cuda", FIRST_TESTS["tests-cuda"], cap=90)
+    if "extension" not in s.summary:
+        s.summary["extension"] = _sh(f"{sys.executable} -c 'from semask_kernels import _ext; "
+                                     f"print(_ext.build_info() or _ext.EXT_ERROR)'")
+    if wanted("tests-cuda"):
+        phase_tests(s, "tests-cuda", FIRST_TESTS["tests-cuda"], cap=90)
     built = "'ops'" in s.summary.get("extension", "")  # build_info() printed: the extension loads
     backends = ["triton"] + (["cuda"] if built else []) + ["auto"]
-    phase_bench(s, "headline", ["compare-swin", "--variants", "T", "--img-size", "224", "--batch", "128",
-                                "--dtype", "bf16", "--modes", "inference", "train", "--backends", *backends,
-                                "--no-ours", "--no-compile", "--warmup", "3", "--repeats", "10"], cap=75)
-    phase_bench(s, "kernels", ["ops", "--ops", "shifted_window_attention", "--models", "swin_t_224",
-                               "--dtypes", "bf16", "--baselines", "timm_eager", "sdpa",
-                               "--warmup", "3", "--repeats", "10"], cap=60)
-    phase_bench(s, "compile", ["compare-swin", "--variants", "T", "--img-size", "224", "--batch", "128",
-                               "--dtype", "bf16", "--modes", "inference", "--backends", "cuda" if built else "triton",
-                               "--no-ours", "--compile-only", "--warmup", "2", "--repeats", "10"], cap=100)
-    done = [f for files in FIRST_TESTS.values() for f in files]
-    phase_tests(s, "tests-rest", ["tests"], cap=s.left(), extra=[f"--ignore={f}" for f in done])
+    if wanted("headline"):
+        phase_bench(s, "headline", ["compare-swin", "--variants", "T", "--img-size", "224", "--batch", "128",
+                                    "--dtype", "bf16", "--modes", "inference", "train", "--backends", *backends,
+                                    "--no-ours", "--no-compile", "--warmup", "3", "--repeats", "10"], cap=75)
+    if wanted("kernels"):
+        phase_bench(s, "kernels", ["ops", "--ops", "shifted_window_attention", "--models", "swin_t_224",
+                                   "--dtypes", "bf16", "--baselines", "timm_eager", "sdpa",
+                                   "--warmup", "3", "--repeats", "10"], cap=60)
+    if wanted("compile"):
+        phase_bench(s, "compile", ["compare-swin", "--variants", "T", "--img-size", "224", "--batch", "128",
+                                   "--dtype", "bf16", "--modes", "inference", "--backends", *backends[:-1],
+                                   "--no-ours", "--compile-only", "--warmup", "2", "--repeats", "10"], cap=130)
+    if wanted("tests-rest"):
+        done = [f for files in FIRST_TESTS.values() for f in files]
+        phase_tests(s, "tests-rest", ["tests"], cap=s.left(), extra=[f"--ignore={f}" for f in done])
     s.summary["finished"] = _now()
     s.record("summary", "ok", 0.0)
     failed = sum(c.get("failed", 0) + c.get("errored", 0) for c in s.summary.get("tests", {}).values())
