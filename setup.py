@@ -24,8 +24,10 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 VERSION = "0.1.0"
 
 
-def _load_env():
-    spec = importlib.util.spec_from_file_location("_semask_env", os.path.join(ROOT, "semask_kernels", "_env.py"))
+def _load(filename: str):
+    """A torch-free module of the package, by file path (the package itself needs torch)."""
+    spec = importlib.util.spec_from_file_location(f"_semask_{filename[:-3].lstrip('_')}",
+                                                  os.path.join(ROOT, "semask_kernels", filename))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -112,6 +114,17 @@ def _extensions(env):
         _say(f"not building the CUDA extension: {blocker} (pure-Python install; SEMASK_BUILD_CUDA=1 forces it)")
         return [], {}
 
+    try:  # the extension must link torch's C++ runtime dynamically, or C++ errors crash the process
+        update, message = _load("_toolchain.py").choose_host_compiler()
+    except RuntimeError as exc:
+        if mode == "1":
+            raise RuntimeError(f"SEMASK_BUILD_CUDA=1 but the CUDA extension cannot be built: {exc}") from exc
+        _say(f"not building the CUDA extension: {exc} (pure-Python install)")
+        return [], {}
+    os.environ.update(update)
+    if message:
+        _say(message)
+
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CUDAExtension
 
@@ -155,7 +168,7 @@ def _readme() -> str:
         return f.read()
 
 
-ENV = _load_env()
+ENV = _load("_env.py")
 EXT_MODULES, CMDCLASS = _extensions(ENV)
 
 TIMM = "timm>=1.0.15"

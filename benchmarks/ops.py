@@ -218,7 +218,8 @@ def run(args) -> list[dict]:
                         try:
                             t = _measure(case, name, fn, mode, device, args.warmup, args.repeats)
                         except Exception as e:  # a baseline that cannot run this shape is reported, not fatal
-                            print(f"  {case.op} {case.shape} {name} {mode}: failed: {type(e).__name__}: {e}", flush=True)
+                            print(f"  {case.op} {case.shape} {name} {mode}: failed: {type(e).__name__}: {e}",
+                                  flush=True)
                             continue
                         base = base or t.median_ms
                         flops = case.flops * (3 if mode == "forward+backward" else 1)
@@ -244,7 +245,8 @@ def _print(rows, header: bool = True):
     for r in rows:
         mem = f"{r['peak_mem_mb']:.0f}" if r["peak_mem_mb"] is not None else "n/a"
         print(f"{r['op']:<24} {r['shape']:<44} {r['impl']:<26} {r['mode']:<16} {r['dtype']:<5} "
-              f"{r['median_ms']:>9.3f} {r['tflops']:>8.3f} {r['gbps']:>8.1f} {mem:>8} {r['speedup_vs_first']:>6.2f}x", flush=True)
+              f"{r['median_ms']:>9.3f} {r['tflops']:>8.3f} {r['gbps']:>8.1f} {mem:>8} {r['speedup_vs_first']:>6.2f}x",
+              flush=True)
 
 
 OPS = ("shifted_window_attention", "semantic_attention", "upsample_cross_entropy", "prior_map_decode")

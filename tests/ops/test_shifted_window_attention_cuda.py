@@ -347,12 +347,12 @@ def test_public_op_autograd_through_cuda_backend():
 
 
 @gpu_test
-def test_auto_picks_cuda_on_gpu(monkeypatch):
+def test_auto_picks_a_fused_backend_on_gpu(monkeypatch):
     monkeypatch.setenv("SEMASK_ALLOW_UNVERIFIED", "1")  # auto picks fused backends only once verified (or allowed)
     from semask_kernels import backends
     qkv, table, qkv_bias = _inputs(1, 10, 9, 2, 32, (7, 7))
     assert backends.choose_backend(OP, "auto", *_args(qkv, table, qkv_bias, 2, (7, 7), (3, 3),
-                                                      "roll_then_pad")) == "cuda"
+                                                      "roll_then_pad")) in ("triton", "cuda")  # fused, not reference
     qkv24, table24, _ = _inputs(1, 10, 9, 2, 24, (7, 7))
     assert "head dim" in cuda.supports(*_args(qkv24, table24, None, 2, (7, 7), (3, 3), "roll_then_pad"))
     assert "dtype" in cuda.supports(*_args(qkv.double(), table.double(), None, 2, (7, 7), (3, 3),

@@ -11,7 +11,8 @@ from . import cuda, reference, triton
 OP = "upsample_cross_entropy"
 backends.register_op(OP, ("cuda", "triton", "reference"))
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
-backends.register_module(OP, "cuda", cuda, verified=False)  # gpu tests not all passed yet
+# every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun
+backends.register_module(OP, "cuda", cuda, verified=True)
 # every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-c29f02c
 backends.register_module(OP, "triton", triton, verified=True)
 
