@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-BACKEND_NAMES = ("auto", "reference", "triton", "cuda")
+BACKEND_NAMES = ("auto", "reference", "torch", "triton", "cuda")
 DEFAULT_CUDA_ARCHS = "sm_80;sm_89;sm_90"
 
 

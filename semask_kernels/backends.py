@@ -9,6 +9,12 @@ checks that return a *reason* (a string) when the backend cannot run, or ``None`
 A fused backend is registered ``verified=False`` until its GPU tests (marked ``gpu``) have passed on GPU
 hardware; ``auto`` skips it (unless ``SEMASK_ALLOW_UNVERIFIED=1``), asking for it by name still runs it.
 
+The ``torch`` backend of each op is the fast plain-PyTorch path: a differentiable function (``plain``) that the
+public op calls directly, outside the custom op, so autograd and ``torch.compile`` see ordinary torch ops. Its
+``forward``/``backward`` exist only for calls through the custom op itself. The ``reference`` stays behind the
+custom op (its gradient by recomputation): it is the ground truth that ``opcheck`` and the fused backends are
+tested against, and it is never what ``auto`` runs.
+
 ``choose_backend(op, requested, *args)`` resolves ``"auto"`` (or ``SEMASK_BACKEND``) to the first backend
 that can run, logging at debug level why each earlier one was skipped; a backend that was asked for by name
 and cannot run raises a ``RuntimeError`` that says why. Nothing here queries a device at import time.
@@ -25,7 +31,7 @@ from . import _env
 
 logger = logging.getLogger("semask_kernels")
 
-BACKENDS = ("reference", "triton", "cuda")
+BACKENDS = ("reference", "torch", "triton", "cuda")
 Reason = Optional[str]
 UNVERIFIED_NOTE = ("not yet verified on GPU hardware (its gpu-marked tests have not passed on a GPU): used only "
                    "when asked for by name or with SEMASK_ALLOW_UNVERIFIED=1")
@@ -41,6 +47,7 @@ class Backend:
     available: Callable[[], Reason]
     supports: Callable[..., Reason]
     verified: bool = True
+    plain: Optional[Callable] = None  # differentiable function run outside the custom op (the torch path)
 
 
 def _always() -> Reason:
@@ -66,21 +73,24 @@ def register_op(op: str, preference: tuple[str, ...]) -> None:
 
 def register_backend(op: str, name: str, *, forward: Callable, backward: Callable,
                      available: Callable[[], Reason] = _always,
-                     supports: Callable[..., Reason] = _anything, verified: bool = True) -> None:
+                     supports: Callable[..., Reason] = _anything, verified: bool = True,
+                     plain: Optional[Callable] = None) -> None:
     """Register ``name`` as a backend of ``op`` (the op must have been declared with ``register_op``).
-    ``verified=False``: its GPU tests have not passed on GPU hardware yet, so ``auto`` does not pick it."""
+    ``verified=False``: its GPU tests have not passed on GPU hardware yet, so ``auto`` does not pick it.
+    ``plain``: a differentiable function of the op's arguments that the public op calls directly."""
     if op not in _REGISTRY:
         raise KeyError(f"register_backend: op {op!r} is not declared; call register_op first")
     if name not in BACKENDS:
         raise ValueError(f"register_backend: backend must be one of {BACKENDS}, got {name!r}")
-    _REGISTRY[op][name] = Backend(name, forward, backward, available, supports, verified)
+    _REGISTRY[op][name] = Backend(name, forward, backward, available, supports, verified, plain)
 
 
 def register_module(op: str, name: str, module, *, verified: bool) -> None:
     """Register a backend module that follows the contract: ``forward``, ``backward``, ``available``,
-    ``supports`` (every ``triton.py`` / ``cuda.py`` of an op folder)."""
+    ``supports`` (every ``triton.py`` / ``cuda.py`` / ``torch_path.py`` of an op folder), and ``plain`` for the
+    torch path."""
     register_backend(op, name, forward=module.forward, backward=module.backward, available=module.available,
-                     supports=module.supports, verified=verified)
+                     supports=module.supports, verified=verified, plain=getattr(module, "plain", None))
 
 
 def get_backend(op: str, name: str) -> Backend:

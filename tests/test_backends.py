@@ -19,17 +19,21 @@ def test_available_backends_lists_every_op_and_backend_with_a_reason():
     assert set(table) == {"window_attention", "shifted_window_attention", "semantic_attention",
                           "prior_map_decode", "upsample_cross_entropy"}
     for op, per_backend in table.items():
-        assert set(per_backend) == {"reference", "triton", "cuda"}
-        assert per_backend["reference"] == (True, "available")
+        assert set(per_backend) == {"reference", "torch", "triton", "cuda"}
+        assert per_backend["reference"] == per_backend["torch"] == (True, "available")
         for ok, reason in per_backend.values():
             assert isinstance(ok, bool) and isinstance(reason, str) and reason
 
 
-def test_auto_on_cpu_picks_the_reference_and_logs_why(caplog):
+def test_auto_on_cpu_picks_the_torch_path_and_logs_why(caplog):
+    """Without a GPU, auto runs the fast PyTorch path of every op, never the reference (selectable by name)."""
     q = torch.randn(2, 1, 4, 8)
     with caplog.at_level(logging.DEBUG, logger="semask_kernels"):
-        assert backends.choose_backend("window_attention", "auto", q, q, q, None, [2, 2], None, 1.0) == "reference"
+        assert backends.choose_backend("window_attention", "auto", q, q, q, None, [2, 2], None, 1.0) == "torch"
     assert "skipping backend 'cuda'" in caplog.text
+    assert backends.choose_backend("window_attention", "reference", q, q, q, None, [2, 2], None, 1.0) == "reference"
+    for op in backends.ops():
+        assert backends._PREFERENCE[op][-2:] == ("torch", "reference"), op
 
 
 def test_semask_backend_env_sets_the_default(monkeypatch):
@@ -81,7 +85,7 @@ def test_info_on_a_cpu_machine():
         assert "CUDA extension: built for sm_" in out and "no GPU here to run it" in out
     else:
         assert "CUDA extension: not available" in out
-    assert "shifted_window_attention   reference" in out
+    assert "shifted_window_attention   torch" in out
 
 
 def test_auto_skips_backends_not_verified_on_hardware(monkeypatch):
@@ -109,7 +113,7 @@ def test_every_verified_fused_backend_has_gpu_evidence():
                   key=lambda s: s["started"])
     for op, per_backend in backends._REGISTRY.items():
         for name, impl in per_backend.items():
-            if name == "reference" or not impl.verified:
+            if name in ("reference", "torch") or not impl.verified:  # plain PyTorch: no GPU evidence needed
                 continue
             tested = [s for s in runs if s["gpu"] and name in s.get("tests_by_op", {}).get(op, {})]
             assert tested, f"{op}/{name} is verified=True, but no GPU run under {EVIDENCE} tested it"

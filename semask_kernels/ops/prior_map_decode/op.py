@@ -8,11 +8,12 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
-from . import cuda, reference, triton
+from . import cuda, reference, torch_path, triton
 
 OP = "prior_map_decode"
-backends.register_op(OP, ("cuda", "triton", "reference"))
+backends.register_op(OP, ("cuda", "triton", "torch", "reference"))
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
+backends.register_module(OP, "torch", torch_path, verified=True)
 # every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun
 backends.register_module(OP, "cuda", cuda, verified=True)
 # every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-c29f02c
@@ -122,4 +123,5 @@ def prior_map_decode(maps: Sequence[Tensor], *, align_corners: bool = False, bac
     _validate(maps, align_corners)
     maps = list(maps)
     name = backends.choose_backend(OP, backend, maps, align_corners)
-    return _decode(maps, align_corners, name)
+    plain = backends.get_backend(OP, name).plain
+    return plain(maps, align_corners) if plain is not None else _decode(maps, align_corners, name)

@@ -10,11 +10,12 @@ from torch.utils.flop_counter import register_flop_formula
 from ... import _checks, backends
 from .._windows import padded_size
 from ..window_attention.op import attention_flops
-from . import reference, triton
+from . import reference, torch_path, triton
 
 OP = "semantic_attention"
-backends.register_op(OP, ("cuda", "triton", "reference"))
+backends.register_op(OP, ("cuda", "triton", "torch", "reference"))
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
+backends.register_module(OP, "torch", torch_path, verified=True)
 # every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun
 backends.register_module(OP, "triton", triton, verified=True)
 
@@ -126,4 +127,5 @@ def semantic_attention(s: Tensor, k: Tensor, v: Tensor, *, window_size=None, pad
     window = _validate(s, k, v, window_size, pad_k, pad_v)
     args = (s, k, v, list(window) if window else [], pad_k, pad_v)
     name = backends.choose_backend(OP, backend, *args)
-    return _semantic(*args, name)
+    plain = backends.get_backend(OP, name).plain
+    return plain(*args) if plain is not None else _semantic(*args, name)

@@ -10,12 +10,13 @@ from torch.utils.flop_counter import register_flop_formula
 from ... import _checks, backends
 from .._windows import padded_size
 from ..window_attention.op import attention_flops
-from . import cuda, reference, triton
+from . import cuda, reference, torch_path, triton
 
 OP = "shifted_window_attention"
 PAD_ORDERS = ("roll_then_pad", "pad_then_roll")
-backends.register_op(OP, ("triton", "cuda", "reference"))  # triton measured faster (H200, Swin-T)
+backends.register_op(OP, ("triton", "cuda", "torch", "reference"))  # triton measured faster (H200, Swin-T)
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
+backends.register_module(OP, "torch", torch_path, verified=True)
 # every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun
 backends.register_module(OP, "cuda", cuda, verified=True)
 # every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-c29f02c
@@ -141,4 +142,5 @@ def shifted_window_attention(qkv: Tensor, bias_table: Tensor, *, num_heads: int,
         qkv, bias_table, num_heads, window_size, shift_size, scale, qkv_bias, pad_order, mask_value)
     args = (qkv, bias_table, qkv_bias, num_heads, list(window_size), list(shift_size), scale, pad_order, mask_value)
     name = backends.choose_backend(OP, backend, *args)
-    return _swa(*args, name)
+    plain = backends.get_backend(OP, name).plain
+    return plain(*args) if plain is not None else _swa(*args, name)

@@ -4,10 +4,12 @@ cross-entropy with ``ignore_index``.
 ``avg_non_ignore=True`` divides the summed loss by the number of non-ignored pixels (torch's default mean),
 ``False`` by all B·H·W pixels (mmseg 0.11, the official SeMask-FPN recipe). When every pixel is ignored the
 loss is 0 (with zero gradient), not NaN as ``F.cross_entropy(reduction="mean")`` would give.
-Returns a 0-dim tensor of the logits' dtype.
+The resize, the log-softmax and the sum run in fp32 (fp64 for fp64 logits), whatever the logits' dtype (as the fused backends
+accumulate); returns a 0-dim tensor of the logits' dtype.
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -17,13 +19,15 @@ from .._autograd import recompute_grads
 def upsample_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int, avg_non_ignore: bool,
                            align_corners: bool) -> Tensor:
     target = target.long()
-    full = F.interpolate(logits, size=tuple(target.shape[-2:]), mode="bilinear", align_corners=align_corners)
+    # at least fp32 from the start: a half-precision sum overflows (65504) on any real label map
+    wide = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+    full = F.interpolate(wide, size=tuple(target.shape[-2:]), mode="bilinear", align_corners=align_corners)
     total = F.cross_entropy(full, target, ignore_index=ignore_index, reduction="sum")
     if avg_non_ignore:
         count = (target != ignore_index).sum().clamp(min=1)
     else:
         count = target.numel()
-    return total / count
+    return (total / count).to(logits.dtype)
 
 
 def forward(logits, target, ignore_index, avg_non_ignore, align_corners):

@@ -9,11 +9,12 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
-from . import reference, triton
+from . import reference, torch_path, triton
 
 OP = "window_attention"
-backends.register_op(OP, ("cuda", "triton", "reference"))
+backends.register_op(OP, ("cuda", "triton", "torch", "reference"))
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
+backends.register_module(OP, "torch", torch_path, verified=True)
 # every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-c29f02c
 backends.register_module(OP, "triton", triton, verified=True)
 
@@ -140,4 +141,7 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, *, bias_table: Optional[Te
     """
     window_size, scale = _validate(q, k, v, bias_table, window_size, mask, scale)
     name = backends.choose_backend(OP, backend, q, k, v, bias_table, list(window_size), mask, scale)
+    plain = backends.get_backend(OP, name).plain
+    if plain is not None:
+        return plain(q, k, v, bias_table, list(window_size), mask, scale)
     return _window_attention(q, k, v, bias_table, list(window_size), mask, scale, name)
