@@ -44,6 +44,8 @@ def slide_logits(model: nn.Module, x: Tensor, num_classes: int, crop: Sequence[i
     last window aligned to the border, logits averaged over overlaps."""
     _, _, H, W = x.shape
     (ch, cw), (sh, sw) = crop, stride
+    if not (0 < sh <= ch and 0 < sw <= cw):  # a gap between windows would leave pixels without logits
+        raise ValueError(f"stride {tuple(stride)} must be positive and at most crop {tuple(crop)} on each axis")
     rows = max(H - ch + sh - 1, 0) // sh + 1
     cols = max(W - cw + sw - 1, 0) // sw + 1
     out = x.new_zeros(1, num_classes, H, W)
