@@ -47,11 +47,8 @@ def read_state_dict(path: Union[str, Path]) -> StateDict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        try:
-            return load_file(str(path))
-        except Exception as e:  # safetensors raises its own error types for truncated or foreign files
-            raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
+        from .checkpoint import read_weights
+        return read_weights(path)[0]  # verifies the checksum of this package's own files
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
