@@ -184,10 +184,11 @@ def load_for_eval(model: nn.Module, checkpoint: str, allow_partial: bool = False
     except FileNotFoundError as e:
         raise CheckpointError(str(e)) from e
     if not report.complete:
-        what = (f"{len(report.missing)} model key(s) not in the file (they would keep their random initial "
-                f"values: {', '.join(report.missing[:4])}{' ...' if len(report.missing) > 4 else ''}) and "
-                f"{len(report.unused)} weight(s) of the file the model does not have "
-                f"({', '.join(report.unused[:4])}{' ...' if len(report.unused) > 4 else ''})")
+        what = "; ".join(
+            f"{len(keys)} {text} ({', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''})"
+            for keys, text in ((report.missing, "model key(s) are not in the file and keep their random initial "
+                                "values"), (report.unused, "weight(s) of the file have no place in the model"))
+            if keys)
         if not allow_partial:
             raise CheckpointError(f"{path} fits the model only in part: {what}. Is it from another config? "
                                   "Evaluate anyway with --allow-partial (allow_partial=True)")
