@@ -10,15 +10,51 @@ from pathlib import Path
 from . import harness
 
 
-def latest_runs(path: Path) -> list[dict]:
+class ResultsError(ValueError):
+    """A results file that cannot be reported: not JSON lines, or rows without the fields of their suite."""
+
+
+# Fields every row needs (the run's identity and the header), and those each suite's tables and plots index.
+COMMON_FIELDS = ("device", "date", "device_type", "torch", "triton", "cuda", "git_sha")
+SUITE_FIELDS = {
+    "compare_swin": ("model", "img_size", "batch", "mode", "variant", "img_per_s", "speedup_vs_stock"),
+    "ops": ("op", "impl", "shape", "mode", "dtype", "speedup_vs_first"),
+    "flops": ("model",),
+}
+
+
+def read_rows(path: Path, fields: tuple = ("device", "date")) -> list[dict]:
+    """The rows of a JSON-lines results file; a line that is not a JSON object with ``fields`` is an error naming
+    the file and the line."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise ResultsError(f"{path}:{number}: not valid JSON ({e}); the line starts {line[:60]!r}. Remove or "
+                               "repair the line (a run killed while writing leaves half a line)") from None
+        if not isinstance(row, dict):
+            raise ResultsError(f"{path}:{number}: expected a JSON object (one result row), got "
+                               f"{type(row).__name__}")
+        missing = [f for f in fields if f not in row]
+        if missing:
+            raise ResultsError(f"{path}:{number}: the row has no {', '.join(missing)} (fields of this suite: "
+                               f"{', '.join(fields)}); is it another suite's file?")
+        rows.append(row)
+    return rows
+
+
+def latest_runs(path: Path, fields: tuple = ("device", "date")) -> list[dict]:
     """The rows of the latest run (same device and run date) of each device in ``path``."""
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_rows(path, fields)
     latest = {}
     for r in rows:
-        latest[r["device"]] = max(latest.get(r["device"], ""), r["date"])
-    return [r for r in rows if r["date"] == latest[r["device"]]]
+        latest[r["device"]] = max(latest.get(r["device"], ""), str(r["date"]))
+    return [r for r in rows if str(r["date"]) == latest[r["device"]]]
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
@@ -139,7 +175,10 @@ def run(args) -> list[Path]:
     src = Path(args.results) if args.results else harness.RESULTS
     written = []
     for name, fn in (("compare_swin", report_compare_swin), ("ops", report_ops), ("flops", report_flops)):
-        rows = latest_runs(src / f"{name}.jsonl")
+        try:
+            rows = latest_runs(src / f"{name}.jsonl", COMMON_FIELDS + SUITE_FIELDS[name])
+        except ResultsError as e:  # the command's one-line error, not a traceback
+            raise SystemExit(f"error: {e}") from None
         if rows:
             written += fn(rows, src)
         else:

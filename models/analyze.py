@@ -58,18 +58,27 @@ def plot(stats: TokenSemantics, path: Path) -> Path:
     return path
 
 
-def run_analyze(cfg: dict, checkpoint: str, work_dir: Optional[str] = None) -> dict:
+def run_analyze(cfg: dict, checkpoint: str, work_dir: Optional[str] = None, allow_partial: bool = False) -> dict:
+    """``semask-analyze``: the token semantics of ``checkpoint`` (an SGR model of ``cfg``); the model kind and the
+    output folder are checked before the checkpoint and the data are read."""
     from .builder import build_segmentor
+    from .config import ConfigError
     from .data.datasets import build_dataset
     from .evaluate import load_for_eval
+    from .workdir import check_dir
+    work = check_dir(Path(work_dir or cfg["work_dir"] or Path("work_dirs") / cfg["name"]))
     device = torch.device("cuda" if cfg["device"] == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg["device"] == "auto" else cfg["device"]))
+    with torch.device("meta"):  # only its kind: no memory, no init
+        kind = build_segmentor({**cfg, "pretrained": None}, cfg["data"]["num_classes"] or 2)
+    if kind.sgr is None:
+        raise ConfigError(f"model {cfg['model']!r} has no SGR module, so it has no tokens to analyze: use a "
+                          "'..._sgr' model (or model_overrides.sgr: true) and its checkpoint")
     dataset = build_dataset(cfg["data"], "val", seed=cfg["seed"])
     model = build_segmentor({**cfg, "pretrained": None}, dataset.num_classes)
-    loaded = load_for_eval(model, checkpoint)
-    stats = token_semantics(model, dataset, cfg, device, model.sgr_connectivity if model.sgr else 8)
+    loaded = load_for_eval(model, checkpoint, allow_partial=allow_partial)
+    stats = token_semantics(model, dataset, cfg, device, model.sgr_connectivity)
     result = {"config": cfg["name"], **loaded, **stats.result(), "num_images": len(dataset)}
-    work = Path(work_dir or cfg["work_dir"] or Path("work_dirs") / cfg["name"])
     work.mkdir(parents=True, exist_ok=True)
     (work / "token_semantics.json").write_text(json.dumps(result, indent=2))
     plot(stats, work / "token_semantics.png")

@@ -3,23 +3,29 @@ iteration, RNG states, sampler settings) in a ``torch.save`` file loadable with 
 
 Every file is written to a temporary name in the same folder, flushed to disk and renamed over the final name
 (``os.replace``); ``latest.json`` is replaced last. A crash at any point leaves the previous checkpoint and the
-pointer to it intact. Reading never executes code from a file: a truncated or foreign file is refused with an
-error that names it.
+pointer to it intact; the temporary files of a killed writer are removed by the next save. A full disk is an
+``OSError`` (errno ENOSPC) that says so (:mod:`semask_models.atomic`). Reading never executes code from a file:
+a truncated or foreign file is refused with an error that names it. Both files carry a SHA-256 of their content (:mod:`semask_models.checksum`),
+verified on load, so a corrupted tensor is refused instead of loaded.
 
 Layout under ``<work_dir>/checkpoints``: ``iter_0008000.safetensors``, ``iter_0008000.state.pt``, ``latest.json``.
 """
 from __future__ import annotations
 
 import json
-import os
+import logging
 import pickle
 import re
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
 
+from .atomic import atomic_write, remove_stale_temporaries
+from .checksum import checksum
+
+logger = logging.getLogger("semask_models")
 STATE_FORMAT = "semask_models.train_state"
 WEIGHTS_FORMAT = "semask_models.segmentor"
 STATE_VERSION = 1
@@ -30,30 +36,6 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, foreign or does not fit the model."""
 
 
-def atomic_write(path: Union[str, Path], write: Callable[[str], None]) -> Path:
-    """``write(tmp)`` then fsync and ``os.replace(tmp, path)``; the temporary file is removed on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(str(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-    return path
-
-
 def unwrap_model(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
 
@@ -61,24 +43,28 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 def save_weights(path: Union[str, Path], model: nn.Module, metadata: Optional[dict] = None) -> Path:
     from safetensors.torch import save_file
     sd = {k: v.detach().cpu().contiguous() for k, v in unwrap_model(model).state_dict().items()}
-    meta = {"format": WEIGHTS_FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}}
+    meta = {"format": WEIGHTS_FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}, "sha256": checksum(sd)}
     return atomic_write(path, lambda tmp: save_file(sd, tmp, metadata=meta))
 
 
 def save_checkpoint(ckpt_dir: Union[str, Path], iteration: int, model: nn.Module, state: dict,
                     keep: int = 0, metadata: Optional[dict] = None) -> tuple[Path, Path]:
     """Write ``iter_<n>.safetensors`` and ``iter_<n>.state.pt``, then point ``latest.json`` at them and remove
-    all but the newest ``keep`` checkpoints (0 keeps all)."""
+    all but the newest ``keep`` checkpoints (0 keeps all). The checkpoint just written counts as the newest and
+    is never removed, whatever iterations the other files of the folder have."""
     ckpt_dir = Path(ckpt_dir)
+    remove_stale_temporaries(ckpt_dir)
     stem = f"iter_{iteration:07d}"
     weights = save_weights(ckpt_dir / f"{stem}.safetensors", model, {"iter": iteration, **(metadata or {})})
     full_state = {"format": STATE_FORMAT, "version": STATE_VERSION, "iter": iteration,
                   "weights": weights.name, **state}
+    full_state["sha256"] = checksum(full_state)
     state_path = atomic_write(ckpt_dir / f"{stem}.state.pt", lambda tmp: torch.save(full_state, tmp))
     pointer = json.dumps({"iter": iteration, "weights": weights.name, "state": state_path.name})
     atomic_write(ckpt_dir / "latest.json", lambda tmp: Path(tmp).write_text(pointer, encoding="utf-8"))
     if keep > 0:
-        for old in list_checkpoints(ckpt_dir)[:-keep]:
+        others = [p for p in list_checkpoints(ckpt_dir) if p.name != weights.name]
+        for old in others[:max(len(others) - (keep - 1), 0)]:
             old.unlink(missing_ok=True)
             old.with_name(old.name.replace(".safetensors", ".state.pt")).unlink(missing_ok=True)
     return weights, state_path
@@ -122,7 +108,22 @@ def read_weights(path: Union[str, Path]) -> tuple[dict[str, Tensor], dict]:
             sd = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors' own error types for truncated or foreign files
         raise CheckpointError(f"{path} is not a readable safetensors file (truncated or foreign?): {e}") from e
+    if meta.get("format") == WEIGHTS_FORMAT:
+        verify(path, sd, meta.get("sha256"))
     return sd, meta
+
+
+def verify(path: Union[str, Path], content, expected: Optional[str]) -> None:
+    """Refuse ``content`` read from ``path`` unless its checksum is ``expected`` (files of versions that wrote
+    none are loaded with a warning)."""
+    if expected is None:
+        logger.warning("%s has no checksum (written by an older version): its integrity is not verified", path)
+        return
+    actual = checksum(content)
+    if actual != expected:
+        raise CheckpointError(f"{path} is corrupted: its content has SHA-256 {actual[:16]}..., the checksum "
+                              f"stored when it was written is {expected[:16]}... (disk or copy error?); "
+                              "use another checkpoint")
 
 
 def load_weights(model: nn.Module, path: Union[str, Path]) -> dict:
@@ -160,6 +161,8 @@ def read_state(path: Union[str, Path]) -> dict:
     if state.get("version") != STATE_VERSION:
         raise CheckpointError(f"{path} has training-state version {state.get('version')}, this code reads "
                               f"version {STATE_VERSION}")
+    expected = state.pop("sha256", None)
+    verify(path, state, expected)
     return state
 
 

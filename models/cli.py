@@ -1,11 +1,13 @@
 """Command line: ``semask-train`` / ``semask-eval`` (also ``python -m semask_models.cli train|eval ...``).
 
-    semask-train CONFIG [--work-dir DIR] [--set key=value ...] [--resume]
+    semask-train CONFIG [--work-dir DIR] [--set key=value ...] [--resume | --overwrite]
     semask-eval  CONFIG --checkpoint PATH [--aug-test] [--work-dir DIR] [--set key=value ...] [--save-pred DIR]
+                 [--allow-partial]
     semask-analyze CONFIG --checkpoint PATH [--work-dir DIR]      # SGR token semantics (S_c, D_c, S_I, D_I)
     torchrun --nproc_per_node 8 -m semask_models.cli train semask_swin_t_fpn_ade20k
 
 CONFIG is a YAML file or the name of a shipped config (``python -m semask_models.cli configs`` lists them).
+A bad config, checkpoint, work dir or data folder is reported as one ``error:`` line (exit status 2).
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="semask-train", description="Train a SeMask/Swin segmentation model.")
     _common(p)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of the work dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in the work dir (checkpoints, log, metrics, events) and start anew")
     return p
 
 
@@ -36,29 +40,55 @@ def eval_parser() -> argparse.ArgumentParser:
                         "SeMask-FPN / Swin checkpoint")
     p.add_argument("--aug-test", action="store_true", help="multi-scale (0.5-1.75) + flip test")
     p.add_argument("--slide", action="store_true", help="sliding-window inference (test.crop / test.stride)")
-    p.add_argument("--save-pred", metavar="DIR", help="write the predictions as palette PNGs to DIR")
+    p.add_argument("--save-pred", metavar="DIR",
+                   help="write the predictions as PNGs to DIR (palette PNGs; 16-bit for more than 255 classes)")
+    _allow_partial(p)
     return p
 
 
+def _allow_partial(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-partial", action="store_true",
+                   help="accept a checkpoint that fits the model only in part (keys left random are listed)")
+
+
 def _load(args):
-    from .config import ConfigError, load_config
-    try:
-        return load_config(args.config, args.overrides)
-    except ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
+    from .config import load_config
+    return load_config(args.config, args.overrides)
 
 
+def _user_errors() -> tuple:
+    """Errors of the user's input, reported as one line instead of a traceback."""
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .data.io import DataError
+    from .workdir import RunDirError
+    return ConfigError, CheckpointError, DataError, RunDirError
+
+
+def _reporting(command):
+    def run(argv: Optional[Sequence[str]] = None) -> int:
+        try:
+            return command(argv)
+        except _user_errors() as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    run.__name__, run.__doc__ = command.__name__, command.__doc__
+    return run
+
+
+@_reporting
 def train_main(argv: Optional[Sequence[str]] = None) -> int:
     args = train_parser().parse_args(argv)
     cfg = _load(args)
     from .train import run_train
-    result = run_train(cfg, work_dir=args.work_dir, resume=args.resume)
+    result = run_train(cfg, work_dir=args.work_dir, resume=args.resume, overwrite=args.overwrite)
     metrics = result.get("metrics")
     if metrics and metrics.get("mIoU") is not None:
         print(f"final mIoU {metrics['mIoU']:.4f}  mAcc {metrics['mAcc']:.4f}  aAcc {metrics['aAcc']:.4f}")
     return 0
 
 
+@_reporting
 def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     args = eval_parser().parse_args(argv)
     if args.aug_test:
@@ -67,21 +97,24 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
         args.overrides.append("test.mode=slide")
     cfg = _load(args)
     from .evaluate import run_eval
-    metrics = run_eval(cfg, args.checkpoint, work_dir=args.work_dir, save_dir=args.save_pred)
+    metrics = run_eval(cfg, args.checkpoint, work_dir=args.work_dir, save_dir=args.save_pred,
+                       allow_partial=args.allow_partial)
     if metrics.get("mIoU") is not None:
         print(f"mIoU {metrics['mIoU']:.4f}  mAcc {metrics['mAcc']:.4f}  aAcc {metrics['aAcc']:.4f}")
     return 0
 
 
+@_reporting
 def analyze_main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="semask-analyze",
                                 description="Token semantics of an SGR model on the validation split.")
     _common(p)
     p.add_argument("--checkpoint", required=True, help="as for semask-eval")
+    _allow_partial(p)
     args = p.parse_args(argv)
     cfg = _load(args)
     from .analyze import run_analyze
-    result = run_analyze(cfg, args.checkpoint, work_dir=args.work_dir)
+    result = run_analyze(cfg, args.checkpoint, work_dir=args.work_dir, allow_partial=args.allow_partial)
     print("  ".join(f"{k} {result[k]:.3f}" for k in ("S_c", "D_c", "S_I", "D_I")))
     return 0
 

@@ -239,27 +239,9 @@ def load_config(name_or_path: Union[str, Path, dict], overrides: Iterable[str] =
 
 
 def check(cfg: dict) -> None:
-    """Cross-field checks that a typo would otherwise turn into a confusing error much later."""
-    aug, test, train = cfg["augment"], cfg["test"], cfg["train"]
-    for key, value in (("augment.scale", aug["scale"]), ("augment.crop", aug["crop"]), ("test.scale", test["scale"]),
-                       ("test.crop", test["crop"]), ("test.stride", test["stride"])):
-        if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
-            raise ConfigError(f"{key} must be two positive integers, got {value!r}")
-    rr = aug["ratio_range"]
-    if rr is not None and (len(rr) != 2 or rr[0] > rr[1]):
-        raise ConfigError(f"augment.ratio_range must be [lo, hi] with lo <= hi, got {aug['ratio_range']!r}")
-    if not aug["ratios"] and aug["ratio_range"] is None:
-        raise ConfigError("augment.ratios is empty and augment.ratio_range is not set")
-    if test["mode"] not in ("whole", "slide"):
-        raise ConfigError(f"test.mode must be 'whole' or 'slide', got {test['mode']!r}")
-    if train["amp"] not in ("bf16", "none"):
-        raise ConfigError(f"train.amp must be 'bf16' or 'none', got {train['amp']!r}")
-    for key in ("max_iters", "batch_size", "accum_steps", "log_interval"):
-        if train[key] < 1:
-            raise ConfigError(f"train.{key} must be >= 1, got {train[key]!r}")
-    if train["batch_size"] % train["accum_steps"]:
-        raise ConfigError(f"train.batch_size {train['batch_size']} is not divisible by train.accum_steps "
-                          f"{train['accum_steps']}")
+    """Every value in range and consistent (:mod:`semask_models.config_checks`); raises :class:`ConfigError`."""
+    from .config_checks import check as check_values
+    check_values(cfg, ConfigError)
 
 
 def dump(cfg: dict, path: Union[str, Path]) -> None:

@@ -32,6 +32,17 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     resized: list[str] = field(default_factory=list)
 
+    @property
+    def unused(self) -> list[str]:
+        """Unexpected keys that carried weights (buffers this package rebuilds, such as
+        ``relative_position_index``, excluded)."""
+        return [k for k in self.unexpected if not k.endswith(_DROPPED_SUFFIXES)]
+
+    @property
+    def complete(self) -> bool:
+        """Every model key came from the file and every weight of the file was used."""
+        return not self.missing and not self.unused
+
     def __str__(self) -> str:
         def block(title, keys):
             return f"{title} ({len(keys)}):" + "".join(f"\n  {k}" for k in keys) if keys else f"{title}: none"
@@ -47,11 +58,8 @@ def read_state_dict(path: Union[str, Path]) -> StateDict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        try:
-            return load_file(str(path))
-        except Exception as e:  # safetensors raises its own error types for truncated or foreign files
-            raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
+        from .checkpoint import read_weights
+        return read_weights(path)[0]  # verifies the checksum of this package's own files
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -157,10 +165,16 @@ def _log(report: LoadReport) -> None:
 
 def load_checkpoint(model: nn.Module, source: Union[str, Path, StateDict]) -> LoadReport:
     """Load into a ``Segmentor``: a full segmentor checkpoint (official SeMask-FPN mmseg layout, or this package's)
-    or an ImageNet Swin checkpoint into its backbone. Returns the report (also logged)."""
+    or an ImageNet Swin checkpoint into its backbone. Returns the report of the whole segmentor (an ImageNet
+    checkpoint leaves the head and the semantic layers missing), also logged. The load is partial by design
+    (``pretrained``); :meth:`LoadReport.complete` says whether it was not."""
     sd = read_state_dict(source) if not isinstance(source, dict) else unwrap(source)
     if detect_format(sd) != "segmentor":
-        return load_swin_backbone(model.backbone, sd)
+        part = load_swin_backbone(model.backbone, sd)
+        # the report is of the whole segmentor: everything outside the backbone keeps its initial values
+        rest = [k for k in model.state_dict() if not k.startswith("backbone.")]
+        return LoadReport(part.source_format, missing=[f"backbone.{k}" for k in part.missing] + rest,
+                          unexpected=part.unexpected, resized=[f"backbone.{k}" for k in part.resized])
     report = fit_to(model, sd, "segmentor")
     _log(report)
     return report

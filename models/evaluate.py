@@ -11,6 +11,7 @@ Evaluation is sharded over the ranks (each image on one rank) and the confusion 
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -44,6 +45,8 @@ def slide_logits(model: nn.Module, x: Tensor, num_classes: int, crop: Sequence[i
     last window aligned to the border, logits averaged over overlaps."""
     _, _, H, W = x.shape
     (ch, cw), (sh, sw) = crop, stride
+    if not (0 < sh <= ch and 0 < sw <= cw):  # a gap between windows would leave pixels without logits
+        raise ValueError(f"stride {tuple(stride)} must be positive and at most crop {tuple(crop)} on each axis")
     rows = max(H - ch + sh - 1, 0) // sh + 1
     cols = max(W - cw + sw - 1, 0) // sw + 1
     out = x.new_zeros(1, num_classes, H, W)
@@ -82,10 +85,26 @@ def predict_scores(model: nn.Module, image: Tensor, test_cfg: dict, mean, std, n
     return total[0] / (len(ratios) * len(flips)) if test_cfg["aug"] else total[0]
 
 
-def save_prediction(path: Path, pred: Tensor, palette, ignore: Optional[Tensor] = None) -> None:
-    """A palette PNG of class indices (K ≤ 255); ``ignore`` pixels get index 255, drawn black."""
+IGNORE_16 = 65535  # the ignore value of 16-bit prediction PNGs
+
+
+def save_prediction(path: Path, pred: Tensor, palette, ignore: Optional[Tensor] = None,
+                    num_classes: Optional[int] = None) -> None:
+    """A PNG of class indices: a palette PNG when the ``num_classes`` ids fit in 0..254 (``ignore`` pixels get
+    index 255, drawn black); a 16-bit grayscale PNG for more classes (ignore pixels 65535), since 8 bits would
+    wrap ids above 255 and put class 255 on the ignore value. ``num_classes`` defaults to ``pred.max() + 1``."""
     import numpy as np
     from PIL import Image
+    k = int(num_classes) if num_classes is not None else int(pred.max()) + 1 if pred.numel() else 1
+    if k > IGNORE_16:
+        raise ValueError(f"num_classes {k} does not fit a 16-bit PNG (at most {IGNORE_16} classes)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if k > 255:
+        arr = pred.to(torch.int32).cpu().numpy().astype(np.uint16)
+        if ignore is not None:
+            arr[ignore.cpu().numpy()] = IGNORE_16
+        Image.fromarray(arr).save(path)
+        return
     arr = pred.to(torch.uint8).cpu().numpy()
     if ignore is not None:
         arr = np.where(ignore.cpu().numpy(), 255, arr).astype(np.uint8)
@@ -94,7 +113,6 @@ def save_prediction(path: Path, pred: Tensor, palette, ignore: Optional[Tensor] 
         flat[3 * i: 3 * i + 3] = list(color)
     im = Image.fromarray(arr, mode="P")
     im.putpalette(flat)
-    path.parent.mkdir(parents=True, exist_ok=True)
     im.save(path)
 
 
@@ -125,7 +143,7 @@ def evaluate(model: nn.Module, dataset, cfg: dict, info: DistInfo, *, progress: 
         cm += confusion_matrix(pred, label, K, dataset.ignore_index)
         if save_dir is not None:
             save_prediction(Path(save_dir) / f"{item['name']}.png", pred, dataset.palette,
-                            ignore=label == dataset.ignore_index)
+                            ignore=label == dataset.ignore_index, num_classes=K)
         bar.update(1)
     bar.close()
     all_reduce_sum(cm, info)
@@ -143,9 +161,11 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True, leave=False)
 
 
-def load_for_eval(model: nn.Module, checkpoint: str) -> dict:
+def load_for_eval(model: nn.Module, checkpoint: str, allow_partial: bool = False) -> dict:
     """A weights file of this package (strict), a work dir (its latest checkpoint), or any file that
-    :func:`semask_models.convert.load_checkpoint` reads (official SeMask-FPN, ...). Returns what was loaded."""
+    :func:`semask_models.convert.load_checkpoint` reads (official SeMask-FPN, ...). A checkpoint that leaves
+    model keys at their initial values or has weights the model does not use (another depth, no decode head) is
+    refused unless ``allow_partial``; then the keys that stayed random are logged. Returns what was loaded."""
     from .checkpoint import CheckpointError, latest_checkpoint, load_weights, read_weights
     path = Path(checkpoint)
     if path.is_dir():
@@ -163,42 +183,63 @@ def load_for_eval(model: nn.Module, checkpoint: str) -> dict:
         report = load_checkpoint(model, path)
     except FileNotFoundError as e:
         raise CheckpointError(str(e)) from e
-    if report.missing:
-        logger.warning("%d model keys were not in %s and keep their initial values", len(report.missing), path)
-    return {"checkpoint": str(path), "iter": None, "format": report.source_format}
+    if not report.complete:
+        what = "; ".join(
+            f"{len(keys)} {text} ({', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''})"
+            for keys, text in ((report.missing, "model key(s) are not in the file and keep their random initial "
+                                "values"), (report.unused, "weight(s) of the file have no place in the model"))
+            if keys)
+        if not allow_partial:
+            raise CheckpointError(f"{path} fits the model only in part: {what}. Is it from another config? "
+                                  "Evaluate anyway with --allow-partial (allow_partial=True)")
+        logger.warning("partial load of %s (--allow-partial): %s\n%s", path, what, report)
+    return {"checkpoint": str(path), "iter": None, "format": report.source_format,
+            "partial": not report.complete}
 
 
-def run_eval(cfg: dict, checkpoint: str, work_dir: Optional[str] = None, save_dir: Optional[str] = None) -> dict:
+def eval_name(test_cfg: dict) -> str:
+    """The stem of an evaluation's files in the work dir: ``eval_<mode>[_aug]`` (``metrics.json`` is the
+    training run's)."""
+    return f"eval_{test_cfg['mode']}{'_aug' if test_cfg['aug'] else ''}"
+
+
+def run_eval(cfg: dict, checkpoint: str, work_dir: Optional[str] = None, save_dir: Optional[str] = None,
+             allow_partial: bool = False) -> dict:
     """``semask-eval``: build the model of ``cfg``, load ``checkpoint``, evaluate on the validation split and write
-    ``metrics.json`` to the work dir (rank 0). Returns the metrics."""
+    ``eval_<mode>[_aug].json`` and ``.yaml`` (metrics, config) to the work dir (rank 0), never the training run's
+    ``metrics.json`` or log. Output folders are checked before the evaluation. Returns the metrics."""
     from .builder import build_segmentor
+    from .checkpoint import atomic_write
+    from .config import dump
     from .data.datasets import build_dataset
     from .distributed import cleanup, init_distributed
-    from .runlog import RunLogger, setup_console_logging
+    from .runlog import setup_console_logging
+    from .workdir import check_dir
+    work = check_dir(Path(work_dir or cfg["work_dir"] or Path("work_dirs") / cfg["name"]))
+    save = save_dir or cfg["test"]["save_predictions"]
+    if save:
+        check_dir(Path(save), "--save-pred")
     info = init_distributed(cfg["device"], cfg["train"]["dist_backend"])
     setup_console_logging(info.rank)
     if info.device.type == "cpu" and cfg["train"]["cpu_threads"]:
         torch.set_num_threads(cfg["train"]["cpu_threads"])
     try:
-        work = Path(work_dir or cfg["work_dir"] or Path("work_dirs") / cfg["name"])
+        if info.is_main:
+            work.mkdir(parents=True, exist_ok=True)  # fail now, not after the evaluation
         dataset = build_dataset(cfg["data"], "val", seed=cfg["seed"])
         model = build_segmentor({**cfg, "pretrained": None}, dataset.num_classes)
-        loaded = load_for_eval(model, checkpoint)
+        loaded = load_for_eval(model, checkpoint, allow_partial=allow_partial)
         model.to(info.device)
-        save = save_dir or cfg["test"]["save_predictions"]
         metrics = evaluate(model, dataset, cfg, info, progress=cfg["train"]["progress"],
                            save_dir=Path(save) if save else None)
         metrics = {"config": cfg["name"], **loaded, **metrics}
         if info.is_main:
-            run = RunLogger(work, tensorboard=False)
-            from .config import dump
-            dump(cfg, work / "eval_config.yaml")
-            path = run.write_metrics(metrics)
-            run.close()
+            stem = eval_name(cfg["test"])
+            dump(cfg, work / f"{stem}.yaml")
+            text = json.dumps(metrics, indent=2)
+            path = atomic_write(work / f"{stem}.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
             logger.info("evaluation of %s\n%s\nmetrics written to %s", loaded["checkpoint"], format_table(metrics),
                         path)
         return metrics
     finally:
         cleanup(info)
-
-

@@ -16,11 +16,28 @@ def segmentation_loss(logits: Tensor, target: Tensor, *, ignore_index: int = 255
                                      align_corners=align_corners, backend=backend)
 
 
+def check_labels(target: Tensor, num_classes: int, ignore_index: int) -> None:
+    """Every label is a class in [0, K) or ``ignore_index``, else a ValueError naming the first bad one (one
+    device sync; without it the CPU raises an IndexError and CUDA a device-side assert)."""
+    bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
+    if bool(bad.any()):
+        raise ValueError(f"target holds label {int(target[bad][0])}, outside [0, {num_classes}) (K = logits.shape[1]) "
+                         f"and not ignore_index={ignore_index}")
+
+
 def ohem_loss(logits: Tensor, target: Tensor, *, min_kept: int, ignore_index: int = 255,
               align_corners: bool = False) -> Tensor:
     """mmseg's ``OHEMPixelSampler(thresh=None, min_kept)`` + CE: keep the ``min_kept × B`` valid pixels with the
     largest loss (weight 1, others 0), then average over *all* pixels (mmseg 0.11). It needs per-pixel losses,
     so it resizes the logits to full resolution (the plain PyTorch path)."""
+    if target.dim() != 3 or target.shape[0] != logits.shape[0]:
+        raise ValueError(f"target must be (B, H, W) with B = {logits.shape[0]} (logits {tuple(logits.shape)}), got "
+                         f"shape {tuple(target.shape)}")
+    if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
+        raise TypeError(f"target must have an integer dtype (class indices), got {target.dtype}")
+    if isinstance(min_kept, bool) or not isinstance(min_kept, int) or min_kept < 1:
+        raise ValueError(f"min_kept must be an int >= 1 (pixels kept per image), got {min_kept!r}")
+    check_labels(target, logits.shape[1], ignore_index)
     full = F.interpolate(logits, size=tuple(target.shape[-2:]), mode="bilinear", align_corners=align_corners)
     target = target.long()
     losses = F.cross_entropy(full, target, ignore_index=ignore_index, reduction="none")

@@ -2,6 +2,7 @@
 Only rank 0 writes; other ranks get a logger whose methods do nothing."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -32,7 +33,9 @@ def _clean(v):
 class RunLogger:
     """``log.jsonl`` (one JSON object a line), TensorBoard events under ``tb/``, ``metrics.json``."""
 
-    def __init__(self, work_dir: Path, enabled: bool = True, tensorboard: bool = True):
+    def __init__(self, work_dir: Path, enabled: bool = True, tensorboard: bool = True,
+                 purge_step: Optional[int] = None):
+        """``purge_step``: a resumed run's first step; TensorBoard events from there on are dropped."""
         self.work_dir, self.enabled = Path(work_dir), enabled
         self.writer = None
         if not enabled:
@@ -42,7 +45,7 @@ class RunLogger:
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-                self.writer = SummaryWriter(str(self.work_dir / "tb"))
+                self.writer = SummaryWriter(str(self.work_dir / "tb"), purge_step=purge_step)
             except ImportError as e:
                 logger.warning("TensorBoard events are not written: %s (pip install tensorboard, or the package's "
                                "'train' extra)", e)
@@ -51,8 +54,14 @@ class RunLogger:
         if not self.enabled:
             return
         record = {"time": round(time.time(), 3), **{k: _clean(v) for k, v in record.items()}}
-        self.jsonl.write(json.dumps(record) + "\n")
-        self.jsonl.flush()
+        try:
+            self.jsonl.write(json.dumps(record) + "\n")
+            self.jsonl.flush()
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise OSError(errno.ENOSPC, f"no space left on device (ENOSPC) while appending to "
+                              f"{self.work_dir / 'log.jsonl'}: free some space and run again") from e
+            raise
         if self.writer is not None and step is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("time", "iter") and v is not None:

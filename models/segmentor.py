@@ -43,6 +43,37 @@ class Segmentor(nn.Module):
         self.backend = backend
 
     def forward(self, img: Tensor, target: Optional[Tensor] = None, components: Optional[Tensor] = None):
+        self._check_input(img, target)
+        try:
+            return self._forward(img, target, components)
+        except ValueError as e:  # torch's BatchNorm check, deep in the head: say what it means here
+            if self.training and img.shape[0] == 1 and "more than 1 value per channel" in str(e):
+                raise ValueError(
+                    f"batch size 1 in train mode at input size {tuple(img.shape[-2:])}: a BatchNorm layer of the "
+                    "model would see a single value per channel (a 1×1 map), so its batch statistics are undefined; "
+                    "train with 2 or more images per process (or larger images), or call model.eval() to "
+                    "predict") from e
+            raise
+
+    def _check_input(self, img, target) -> None:
+        if not isinstance(img, Tensor):
+            raise TypeError(f"img must be a torch.Tensor (B, C, H, W), got {type(img).__name__}")
+        embed = getattr(getattr(self.backbone, "patch_embed", None), "proj", None)
+        channels = getattr(embed, "in_channels", None)  # None: a backbone of another kind, any channel count
+        if img.dim() != 4 or (channels is not None and img.shape[1] != channels):
+            hint = " (a single image? add the batch dimension: img[None])" if img.dim() == 3 else ""
+            want = f"(B, {channels}, H, W) of {channels}-channel images" if channels else "(B, C, H, W)"
+            raise ValueError(f"img must be a batch {want}, got shape {tuple(img.shape)}{hint}")
+        if not img.is_floating_point():
+            raise TypeError(f"img must be a normalized floating-point tensor, got {img.dtype}")
+        if img.numel() == 0:
+            raise ValueError(f"img must be non-empty, got shape {tuple(img.shape)}")
+        if target is not None and (not isinstance(target, Tensor) or target.dim() != 3
+                                   or target.shape[0] != img.shape[0]):
+            got = tuple(target.shape) if isinstance(target, Tensor) else type(target).__name__
+            raise ValueError(f"target must be (B, H, W) class indices with B = {img.shape[0]}, got {got}")
+
+    def _forward(self, img: Tensor, target: Optional[Tensor], components: Optional[Tensor]):
         features, priors = self.backbone(img)
         assignment = None
         if self.sgr is not None:

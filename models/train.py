@@ -3,7 +3,9 @@
 Reproducibility: the data order and each sample's augmentation are pure functions of (seed, iteration, index)
 (:mod:`semask_models.data.loader`), and torch's generator is reseeded at every iteration from (seed, iteration,
 rank) before the forward pass (dropout, drop path), so a run resumed from a checkpoint repeats the losses and
-weights of an uninterrupted one bit for bit on the CPU.
+weights of an uninterrupted one bit for bit on the CPU, logs each iteration once (the log is cut back to the
+checkpoint) and re-runs an evaluation that a kill interrupted. A work dir holds one run: starting a new run in a
+folder that holds one is refused unless it is resumed or ``overwrite`` is given (:mod:`semask_models.workdir`).
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from .distributed import (
     all_reduce_sum,
     barrier,
     broadcast_buffers,
+    broadcast_object,
     cleanup,
     init_distributed,
 )
@@ -45,6 +48,7 @@ from .evaluate import evaluate
 from .metrics import format_table
 from .optim import build_optimizer, build_scheduler
 from .runlog import RunLogger, setup_console_logging
+from .workdir import evaluated_at, prepare, truncate_log
 
 logger = logging.getLogger("semask_models")
 LOSS_KEYS = ("loss", "loss_ce", "loss_cate", "loss_sgr")  # logged per iteration; absent terms count as 0
@@ -60,13 +64,15 @@ class Trainer:
     """
 
     def __init__(self, cfg: dict, work_dir: Optional[str] = None, resume: bool = False,
-                 info: Optional[DistInfo] = None):
+                 info: Optional[DistInfo] = None, overwrite: bool = False):
         self.cfg = cfg
         t = cfg["train"]
         self.info = info or init_distributed(cfg["device"], t["dist_backend"])
         self._own_dist = info is None
         setup_console_logging(self.info.rank)
         self.work_dir = Path(work_dir or cfg["work_dir"] or Path("work_dirs") / cfg["name"])
+        prepare(self.work_dir, resume=resume, overwrite=overwrite, is_main=self.info.is_main)
+        barrier(self.info)  # every rank has checked the folder before rank 0 writes to it
         world, accum = self.info.world_size, t["accum_steps"]
         if t["batch_size"] % (world * accum):
             raise ValueError(f"train.batch_size {t['batch_size']} must be divisible by world size {world} x "
@@ -101,7 +107,10 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(model, device_ids=ids,
                                                              find_unused_parameters=t["find_unused_parameters"])
-        self.run = RunLogger(self.work_dir, enabled=self.info.is_main)
+        if resume and self.info.is_main:
+            truncate_log(self.work_dir / "log.jsonl", self.start_iter)  # the iterations after it run again
+        self.run = RunLogger(self.work_dir, enabled=self.info.is_main,
+                             purge_step=self.start_iter + 1 if resume else None)
         if self.info.is_main:
             dump(cfg, self.work_dir / "config.yaml")
         self.history: list[float] = []
@@ -152,6 +161,15 @@ class Trainer:
         self.last_metrics = metrics
         return metrics
 
+    def _evaluation_pending(self) -> bool:
+        """A resumed run's checkpoint iteration is an evaluation point whose evaluation never finished (a kill
+        after the checkpoint): metrics.json (rank 0's file, the decision broadcast) is of another iteration."""
+        t, it = self.cfg["train"], self.start_iter
+        if it == 0 or (it % t["eval_interval"] and it != t["max_iters"]):
+            return False
+        done = evaluated_at(self.work_dir) if self.info.is_main else None
+        return broadcast_object(done, self.info) != it
+
     # -- training ----------------------------------------------------------------------------------------------
     def train(self, stop_at: Optional[int] = None) -> dict:
         """Run from the start (or resumed) iteration to ``max_iters`` (or to ``stop_at``, as if interrupted
@@ -160,6 +178,9 @@ class Trainer:
         cfg, t, info = self.cfg, self.cfg["train"], self.info
         max_iters, accum = t["max_iters"], t["accum_steps"]
         end = min(stop_at, max_iters) if stop_at is not None else max_iters
+        if self._evaluation_pending():
+            logger.info("the evaluation of iteration %d was interrupted: running it again", self.start_iter)
+            self.evaluate(self.start_iter)
         if self.start_iter >= end:
             logger.info("nothing to do: iteration %d >= %d", self.start_iter, end)
             return {"history": [], "metrics": self.last_metrics}
@@ -243,9 +264,9 @@ class Trainer:
             cleanup(self.info)
 
 
-def run_train(cfg: dict, work_dir: Optional[str] = None, resume: bool = False) -> dict:
+def run_train(cfg: dict, work_dir: Optional[str] = None, resume: bool = False, overwrite: bool = False) -> dict:
     """``semask-train``: train (and evaluate) as configured; returns :meth:`Trainer.train`'s result."""
-    trainer = Trainer(cfg, work_dir=work_dir, resume=resume)
+    trainer = Trainer(cfg, work_dir=work_dir, resume=resume, overwrite=overwrite)
     try:
         return trainer.train()
     finally:

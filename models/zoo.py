@@ -8,6 +8,7 @@ from typing import Optional
 from .backbones.swin import SwinBackbone
 from .heads.fpn import FPNHead
 from .heads.upernet import UPerHead
+from .model_checks import check_model_config
 from .segmentor import Segmentor
 from .sgr import SGR
 
@@ -65,7 +66,15 @@ def model_names(sgr: bool = False) -> list[str]:
 
 
 def config_for(name: str, num_classes: int = 150, **overrides) -> ModelConfig:
-    """The configuration of zoo model ``name`` with ``overrides`` (any ModelConfig field)."""
+    """The configuration of zoo model ``name`` with ``overrides`` (any ModelConfig field), every field checked
+    (:func:`semask_models.model_checks.check_model_config`)."""
+    cfg = unchecked_config(name, num_classes, **overrides)
+    check_model_config(cfg)
+    return cfg
+
+
+def unchecked_config(name: str, num_classes: int = 150, **overrides) -> ModelConfig:
+    """:func:`config_for` without the value checks (unknown names and fields are still refused)."""
     if name not in model_names(sgr=True):
         raise ValueError(f"unknown model {name!r}; available: {model_names()} (each also with '_sgr')")
     with_sgr = name.endswith("_sgr")
@@ -81,10 +90,7 @@ def config_for(name: str, num_classes: int = 150, **overrides) -> ModelConfig:
 
 
 def build_from_config(cfg: ModelConfig) -> Segmentor:
-    if cfg.head not in HEADS:
-        raise ValueError(f"head must be one of {sorted(HEADS)}, got {cfg.head!r}")
-    if cfg.num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {cfg.num_classes}")
+    check_model_config(cfg)
     global_stages = (cfg.global_stages if cfg.global_stages is not None
                      else official_global_stages(cfg.embed_dim, cfg.num_classes))
     backbone = SwinBackbone(

@@ -1,9 +1,12 @@
 """Argument checks shared by the ops: each error names the argument, what was expected and what was received."""
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import torch
+
+from . import _env
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -62,7 +65,20 @@ def choice(name: str, value, options: Sequence[str]) -> str:
     return value
 
 
-def number(name: str, value) -> float:
+def number(name: str, value, *, finite: bool = True) -> float:
+    """A real number (an int or a float; NaN and ±inf refused unless ``finite=False``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {value!r}")
+    if finite and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
+
+
+def backend(name: str, value) -> str:
+    """A backend name ("auto", "reference", "triton", "cuda", any case), checked where it is stored (a module's
+    constructor) rather than at its first call; returned lower-cased."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {_env.BACKEND_NAMES}; got {type(value).__name__}")
+    if value.lower() not in _env.BACKEND_NAMES:
+        raise ValueError(f"{name} must be one of {_env.BACKEND_NAMES}, got {value!r}")
+    return value.lower()

@@ -5,8 +5,8 @@ so the state dict is unchanged and optimizers built before the patch keep workin
 """
 from __future__ import annotations
 
+import functools
 import logging
-import types
 
 import torch
 from torch import nn
@@ -67,7 +67,9 @@ def _patch_block(block, level: str, backend: str) -> None:
         new = ShiftedWindowAttention(dim, shift_size=tuple(block.shift_size), pad_order="roll_then_pad", **common)
     block.attn = _share(new, attn)
     if level == "block":
-        block._attn = types.MethodType(_patched_block_attn, block)
+        # a partial of a module-level function, not a bound method: it pickles (a bound method pickles as
+        # getattr(block, "_patched_block_attn"), which a loaded block does not have) and deep-copies
+        block._attn = functools.partial(_patched_block_attn, block)
 
 
 def patch_timm_swin(model: nn.Module, *, level: str = "block", backend: str = "auto") -> nn.Module:

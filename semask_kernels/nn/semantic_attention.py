@@ -41,7 +41,7 @@ class SemanticAttention(nn.Module):
         self.num_classes = _checks.positive_int("num_classes", num_classes)
         self.window_size: Optional[tuple[int, int]] = (
             None if window_size is None else _checks.pair("window_size", window_size))
-        self.backend = backend
+        self.backend = _checks.backend("backend", backend)
         dd = {"device": device, "dtype": dtype}
         self.mlp_cls_q = nn.Linear(dim, num_classes, **dd)
         self.mlp_cls_k = nn.Linear(dim, num_classes, **dd)

@@ -39,8 +39,8 @@ class ShiftedWindowAttention(nn.Module):
         init_attention(self, dim, num_heads, head_dim, window_size, qkv_bias, proj_drop, device, dtype)
         self.shift_size = _checks.pair("shift_size", shift_size, minimum=0)
         self.pad_order = _checks.choice("pad_order", pad_order, ("roll_then_pad", "pad_then_roll"))
-        self.mask_value = float(mask_value)
-        self.backend = backend
+        self.mask_value = _checks.number("mask_value", mask_value)
+        self.backend = _checks.backend("backend", backend)
 
     def set_window_size(self, window_size) -> None:
         resize_rel_pos(self, _checks.pair("window_size", window_size))

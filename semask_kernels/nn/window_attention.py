@@ -39,7 +39,7 @@ class WindowAttention(nn.Module):
             raise ValueError(f"attn_drop must be 0 (the fused ops have no attention dropout), got {attn_drop}")
         init_attention(self, dim, num_heads, head_dim, window_size, qkv_bias, proj_drop, device, dtype)
         self.window_area = self.window_size[0] * self.window_size[1]
-        self.backend = backend
+        self.backend = _checks.backend("backend", backend)
 
     def set_window_size(self, window_size) -> None:
         resize_rel_pos(self, _checks.pair("window_size", window_size))

@@ -57,7 +57,8 @@ def test_eval_reproduces_and_aug_test_runs(trained, tmp_path):
     out = tmp_path / "eval"
     assert cli_main(["eval", "synthetic-tiny", "--checkpoint", str(trained), "--work-dir", str(out),
                      *_sets(SHORT)]) == 0
-    again = json.loads((out / "metrics.json").read_text())
+    assert not (out / "metrics.json").exists()  # the evaluation writes its own files, never a run's metrics.json
+    again = json.loads((out / "eval_whole.json").read_text())
     first = json.loads((trained / "metrics.json").read_text())
     assert again["mIoU"] == first["mIoU"] and again["IoU"] == first["IoU"]
     assert again["checkpoint"].endswith("iter_0000150.safetensors") and again["iter"] == 150
@@ -66,8 +67,9 @@ def test_eval_reproduces_and_aug_test_runs(trained, tmp_path):
     preds = tmp_path / "preds"
     assert cli_main(["eval", "synthetic-tiny", "--checkpoint", str(weights), "--aug-test", "--work-dir", str(out),
                      "--save-pred", str(preds), *_sets(SHORT + ["data.synthetic.num_val=3"])]) == 0
-    aug = json.loads((out / "metrics.json").read_text())
+    aug = json.loads((out / "eval_whole_aug.json").read_text())
     assert aug["aug_test"] is True and aug["num_images"] == 3 and aug["mIoU"] is not None
+    assert json.loads((out / "eval_whole.json").read_text()) == again  # the single-scale result is kept
     assert len(list(preds.glob("*.png"))) == 3
 
 

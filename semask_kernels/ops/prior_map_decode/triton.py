@@ -7,7 +7,8 @@ length differs), taken as bands from ``interp_weights.band_weights`` (built by p
 
     out[y, x] = base[y, x] + Σ_levels Σ_t Σ_u RW[y, t] · CW[x, u] · X[RS[y] + t, CS[x] + u]
 
-in fp32 and stores in the maps' dtype.
+in fp32 and stores in the maps' dtype. Terms whose band weight is zero (a band's padding) are skipped, not
+multiplied: a non-finite input reaches exactly the outputs that depend on it.
 
 - forward: ``base`` = maps[0], up to three levels per launch (levels 4.. go to further launches that take the
   partial output as their base, read and written by the same program); the full-resolution upsampled maps of
@@ -51,8 +52,10 @@ def _level(X, RS, RW, CS, CW, s0, s1, s2, s3, b, k, ys, xs, y_ok, x_ok,
         for u in range(TW):
             wc = tl.load(CW + xs * TW + u, mask=x_ok, other=0.0)
             val = tl.load(row[:, None] + ((c0 + u).to(tl.int64) * s3)[None, :], mask=ok, other=0.0)
-            inner += wc[None, :] * val.to(tl.float32)
-        acc += wr[:, None] * inner
+            # zero band weights are padding, not dependencies: skip them so that 0·inf = NaN does not spread
+            # one non-finite input over every output whose band merely covers it
+            inner += tl.where(wc[None, :] != 0.0, wc[None, :] * val.to(tl.float32), 0.0)
+        acc += tl.where(wr[:, None] != 0.0, wr[:, None] * inner, 0.0)
     return acc
 
 
