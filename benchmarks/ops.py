@@ -1,8 +1,9 @@
 """``ops``: every op, every backend that can run here, forward and forward+backward, at the stage shapes of
 Swin-T/S/B/L 224 and SeMask-T/L at their crops, against the baselines that apply, with achieved TFLOP/s and GB/s.
 
-Baselines: for the window attention, timm's default path, SDPA with a materialized bias + mask, FlexAttention
-with a ``score_mod`` (``benchmarks/attention_baselines.py``); for the loss, ``F.interpolate`` +
+Baselines: for the window attention, timm's default path (layout work on x, qkv Linear on the windows), SDPA
+with a materialized bias + mask, FlexAttention with a ``score_mod`` (``benchmarks/attention_baselines.py``), all
+from the normed map to the output of proj, as the op candidates; for the loss, ``F.interpolate`` +
 ``F.cross_entropy``; for the others, the reference. Every ratio is against the first row of its group, in the
 same run. On a CPU (or with ``--quick``) shapes are tiny, and the Triton interpreter is not timed.
 """
@@ -47,8 +48,8 @@ def _stages(model: str, quick: bool):
         yield i, batch, size // 4 // 2 ** i, dim * 2 ** i, heads * 2 ** i, window
 
 
-def _leaf(*shape, dtype, device, grad=True):
-    return torch.randn(*shape, dtype=dtype, device=device).requires_grad_(grad)
+def _leaf(*shape, dtype, device, grad=True, std=1.0):
+    return (torch.randn(*shape, dtype=dtype, device=device) * std).requires_grad_(grad)
 
 
 def _backends(op: str, *args) -> list[str]:
@@ -79,6 +80,8 @@ class _CudaCoreKernels(torch.autograd.Function):
 
 
 def attention_cases(model: str, dtype, device, quick: bool, baselines=tuple(BASELINES)):
+    """The attention path of each stage's blocks, from the normed map x to the output of proj, as timm runs it
+    (layout work on x, qkv Linear on the windows) and as the op runs it (qkv Linear on the map, the op, proj)."""
     for stage, batch, hw, dim, heads, window in _stages(model, quick):
         d = dim // heads
         shift = (window // 2, window // 2) if hw > window else (0, 0)
@@ -86,30 +89,36 @@ def attention_cases(model: str, dtype, device, quick: bool, baselines=tuple(BASE
         scale = d ** -0.5
 
         def inputs(batch=batch, hw=hw, dim=dim, heads=heads, win=win):
-            return {"qkv": _leaf(batch, hw, hw, 3 * dim, dtype=dtype, device=device),
+            return {"x": _leaf(batch, hw, hw, dim, dtype=dtype, device=device),
+                    "weight": _leaf(3 * dim, dim, dtype=dtype, device=device, std=dim ** -0.5),
+                    "qkv_bias": _leaf(3 * dim, dtype=dtype, device=device),
                     "table": _leaf((2 * win[0] - 1) * (2 * win[1] - 1), heads, dtype=dtype, device=device),
-                    "qkv_bias": _leaf(3 * dim, dtype=dtype, device=device)}
+                    "proj_w": _leaf(dim, dim, dtype=dtype, device=device, std=dim ** -0.5),
+                    "proj_b": _leaf(dim, dtype=dtype, device=device)}
 
-        candidates = {name: (lambda f, h=heads, w=win, s=shift, sc=scale:
-                             lambda qkv, table, qkv_bias: f(qkv, table, qkv_bias, h, w, s, sc))(fn)
+        candidates = {name: (lambda f, h=heads, w=win, s=shift, sc=scale: lambda **t: f(**t, heads=h, window=w,
+                                                                                     shift=s, scale=sc))(fn)
                       for name, fn in BASELINES.items() if name in baselines}
         probe = inputs()
-        for backend in _backends("shifted_window_attention", probe["qkv"], probe["table"], probe["qkv_bias"], heads,
-                                 list(win), list(shift), scale, "roll_then_pad", -100.0):
-            candidates[f"op:{backend}"] = (lambda b, h=heads, w=win, s=shift: lambda qkv, table, qkv_bias:
-                                           sk.shifted_window_attention(qkv, table, num_heads=h, window_size=w,
-                                                                       shift_size=s, qkv_bias=qkv_bias,
-                                                                       backend=b))(backend)
+        qkv_probe = F.linear(probe["x"], probe["weight"], probe["qkv_bias"]).detach()
+        config = (heads, list(win), list(shift), scale, "roll_then_pad", -100.0)
+        for backend in _backends("shifted_window_attention", qkv_probe, probe["table"], probe["qkv_bias"], *config):
+            candidates[f"op:{backend}"] = (lambda b, h=heads, w=win, s=shift: lambda x, weight, qkv_bias, table,
+                                           proj_w, proj_b: F.linear(sk.shifted_window_attention(
+                                               F.linear(x, weight, qkv_bias), table, num_heads=h, window_size=w,
+                                               shift_size=s, qkv_bias=qkv_bias, backend=b), proj_w, proj_b))(backend)
             if backend == "cuda" and dtype != torch.float32:
-                config = (heads, list(win), list(shift), scale, "roll_then_pad", -100.0)
-                candidates["op:cuda[cuda_core]"] = (lambda c=config: lambda qkv, table, qkv_bias:
-                                                    _CudaCoreKernels.apply(qkv, table, qkv_bias, c))()
+                candidates["op:cuda[cuda_core]"] = (lambda c=config: lambda x, weight, qkv_bias, table, proj_w, proj_b:
+                                                    F.linear(_CudaCoreKernels.apply(F.linear(x, weight, qkv_bias),
+                                                                                    table, qkv_bias, c),
+                                                             proj_w, proj_b))()
         windows = batch * (padded_size(hw, window) // window) ** 2
         n = window * window
-        flops = 4 * windows * heads * n * n * d
+        tokens = batch * hw * hw
+        flops = 4 * windows * heads * n * n * d + 2 * tokens * dim * 4 * dim  # attention + qkv and proj Linears
         size = torch.tensor([], dtype=dtype).element_size()
         yield Case("shifted_window_attention", f"{model} stage{stage + 1} {hw}x{hw} C{dim} shift{shift[0]}",
-                   inputs, candidates, flops, size * batch * hw * hw * 4 * dim)
+                   inputs, candidates, flops, size * (tokens * 2 * dim + 4 * dim * dim))
 
 
 def semantic_cases(model: str, dtype, device, quick: bool, num_classes: int = 150):
