@@ -75,7 +75,7 @@ def number(name: str, value, *, finite: bool = True) -> float:
 
 
 def backend(name: str, value) -> str:
-    """A backend name ("auto", "reference", "triton", "cuda", any case), checked where it is stored (a module's
+    """A backend name ("auto", "reference", "torch", "triton", "cuda", any case), checked where it is stored (a module's
     constructor) rather than at its first call; returned lower-cased."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, one of {_env.BACKEND_NAMES}; got {type(value).__name__}")

@@ -109,7 +109,7 @@ def prior_map_decode(maps: Sequence[Tensor], *, align_corners: bool = False, bac
         maps: the prior maps of the stages, maps[i] (B, K, H/4/2^i, W/4/2^i) (any sizes; any number >= 1),
             one dtype and device.
         align_corners: of every bilinear resize (False in the official SeMask-FPN head).
-        backend: "auto", "reference", "triton" or "cuda".
+        backend: "auto", "reference", "torch", "triton" or "cuda".
 
     Returns:
         (B, K, h_0, w_0): maps[0] + Σ_{i≥1} up_i(maps[i]), up_i = i successive ×2 bilinear upsamplings, then a

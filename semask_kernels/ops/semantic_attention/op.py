@@ -113,7 +113,7 @@ def semantic_attention(s: Tensor, k: Tensor, v: Tensor, *, window_size=None, pad
         window_size: None for global attention over all H·W tokens, or an int / (M_h, M_w) for non-shifted
             windows of the bottom/right padded map.
         pad_k: (K,) key of padded tokens (``mlp_cls_k.bias``; zeros if None). pad_v: (C,) likewise for v.
-        backend: "auto", "reference", "triton" or "cuda".
+        backend: "auto", "reference", "torch", "triton" or "cuda".
 
     Returns:
         (B, H, W, C). The caller applies ``mlp_res``, dropout and ``gamma·y + x``.

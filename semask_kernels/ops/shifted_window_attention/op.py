@@ -127,7 +127,7 @@ def shifted_window_attention(qkv: Tensor, bias_table: Tensor, *, num_heads: int,
         qkv_bias: (3C,) bias of the qkv Linear: the q, k, v of padded tokens (zeros when None). Gets a gradient.
         pad_order: "roll_then_pad" (timm) or "pad_then_roll" (official Swin segmentation / mmseg / SeMask).
         mask_value: additive value between tokens of different shift regions (-100 as in timm).
-        backend: "auto", "reference", "triton" or "cuda".
+        backend: "auto", "reference", "torch", "triton" or "cuda".
 
     Returns:
         (B, H, W, C): the attention output at each token's own position, the input of ``proj``.

@@ -110,7 +110,7 @@ def upsample_cross_entropy(logits: Tensor, target: Tensor, *, ignore_index: int 
         avg_non_ignore: True divides by the non-ignored pixel count (torch's mean; 0 if all are ignored);
             False by all B·H·W pixels (mmseg 0.11, the official SeMask-FPN recipe).
         align_corners: of the bilinear resize.
-        backend: "auto", "reference", "triton" or "cuda". Fused backends never form the (B, K, H, W) logits.
+        backend: "auto", "reference", "torch", "triton" or "cuda". Fused backends never form the (B, K, H, W) logits.
 
     Returns:
         A 0-dim tensor of the logits' dtype.

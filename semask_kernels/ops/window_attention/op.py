@@ -128,7 +128,7 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, *, bias_table: Optional[Te
         window_size: int or (Wh, Ww) with Wh·Ww = N; inferred as a square when None.
         mask: optional additive (nW, N, N) mask; window b uses mask[b mod nW]. It gets no gradient.
         scale: multiplies q before the product; defaults to d ** -0.5.
-        backend: "auto", "reference", "triton" or "cuda" (see ``sk.available_backends()``).
+        backend: "auto", "reference", "torch", "triton" or "cuda" (see ``sk.available_backends()``).
 
     Returns:
         (B_, nH, N, dv): softmax(scale·q·kᵀ + bias + mask)·v.
