@@ -1,8 +1,11 @@
 """The CUDA kernels of the built extension, read without a GPU: every kernel has sm_90 machine code, and its
-registers, stack frame and static shared memory stay within what an H100/H200 runs (the resource table that
-``cuobjdump --dump-resource-usage`` prints). Register spills are checked where the kernels are compiled:
-``-Xptxas --warn-on-spills`` in setup.py makes any spill a build warning, and this test reads the one place
-that could hide it, the stack frame."""
+registers, stack frame, local and static shared memory stay within what an H100/H200 runs (the resource table
+that ``cuobjdump --dump-resource-usage`` prints).
+
+Spills are bounded through the stack frame, which holds them: ``nvcc -Xptxas -v`` (nvcc 13.0, sm_90) reports
+small spills, at most 40 B per thread, in some CUDA-core row kernels and in the bf16/fp16 tensor-core backward
+(d = 32, 64, 128); the allowance below is that, with room, and a kernel spilling more fails here.
+"""
 from __future__ import annotations
 
 import re
@@ -16,8 +19,7 @@ from semask_kernels import _ext
 
 STATIC_SHARED_LIMIT = 48 * 1024  # static __shared__ per block; larger tiles are dynamic shared memory
 MAX_REGISTERS = 255
-# Stack frame per thread (bytes): small per-thread arrays indexed at run time (the kernels' accumulator rows)
-# live there; a spill would show up as a much larger frame. The largest measured is 32 B (sm_90, nvcc 13.0).
+# Stack frame per thread (bytes): the small spills above and per-thread arrays live there. Largest measured: 32 B.
 MAX_STACK = 64
 FAMILIES = ("prior_map_decode", "upsample_cross_entropy", "swa2tc14forward_kernel", "swa2tc15backward_kernel",
             "row_kernel", "col_kernel")
