@@ -37,7 +37,8 @@ def decide(mode: str, *, named: tuple[list[str], str] | None, gpus: list[tuple[s
 
     mode: SEMASK_BUILD_CUDA ("auto", "1", "0"); named: (archs, variable) the user named, or None;
     gpus: (name, "X.Y") of every GPU visible to torch; blocker: returns why the extension cannot be built here
-    (no CUDA torch, no nvcc), or None; called only when a build is wanted; default_archs: the archs of a forced build with none named.
+    (no CUDA torch, no nvcc), or None; called only when a build is wanted; default_archs: the archs of a forced
+    build with none named.
     Raises :class:`BuildError` when mode is "1" and there is a blocker.
     """
     if mode == "0":
