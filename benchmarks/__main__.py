@@ -31,6 +31,10 @@ def main(argv=None) -> None:
                               description=report.__doc__.replace("``", ""))
     report.add_arguments(rep)
     args = parser.parse_args(argv)
+    from semask_kernels.info import shadowing
+    shadow = shadowing()
+    if shadow:  # the CUDA backend would be silently missing from every table
+        print(f"WARNING: {shadow}", flush=True)
     if args.command == "compare-swin":
         compare_swin.resolve_defaults(args)
         compare_swin.run(args)
