@@ -131,7 +131,8 @@ def _extensions(env):
     torch = _torch() if mode != "0" else None
     try:
         plan = plan_mod.decide(mode, named=env.named_cuda_archs(), gpus=_visible_gpus(torch),
-                               blocker=lambda: _cuda_build_blocker(torch), default_archs=env.cuda_archs())
+                               blocker=lambda: _cuda_build_blocker(torch), default_archs=env.cuda_archs(),
+                               torch_missing=mode != "0" and torch is None)
     except plan_mod.BuildError as exc:
         raise SystemExit(f"[semask-kernels] error: {exc}") from None
     if not plan.build:
@@ -193,26 +194,6 @@ def _readme() -> str:
         return f.read()
 
 
-def _check_build_tools() -> None:
-    """``--no-build-isolation`` builds with this environment's own tools: say which are missing, instead of
-    setuptools' ``invalid command 'bdist_wheel'``."""
-    if not {"bdist_wheel", "editable_wheel"} & set(sys.argv[1:]):
-        return
-    try:
-        import setuptools.command.bdist_wheel  # noqa: F401 - setuptools >= 70.1 ships it
-        return
-    except ImportError:
-        pass
-    try:
-        import wheel.bdist_wheel  # noqa: F401
-    except ImportError:
-        raise SystemExit("[semask-kernels] error: building a wheel needs the `wheel` package (or setuptools >= 70.1) "
-                         "in this environment, and `pip install --no-build-isolation` uses the environment's own "
-                         "build tools. Run `python -m pip install 'setuptools>=64' wheel`, then install again.") \
-            from None
-
-
-_check_build_tools()
 ENV = _load("_env.py")
 EXT_MODULES, CMDCLASS = _extensions(ENV)
 # A pure-Python install says so in pip's normal output ("Successfully installed semask-kernels-0.1.0+purepython").

@@ -32,13 +32,14 @@ def sm(archs) -> str:
 
 
 def decide(mode: str, *, named: tuple[list[str], str] | None, gpus: list[tuple[str, str]],
-           blocker: Callable[[], Optional[str]], default_archs: list[str]) -> Plan:
+           blocker: Callable[[], Optional[str]], default_archs: list[str],
+           torch_missing: bool = False) -> Plan:
     """The build plan.
 
     mode: SEMASK_BUILD_CUDA ("auto", "1", "0"); named: (archs, variable) the user named, or None;
     gpus: (name, "X.Y") of every GPU visible to torch; blocker: returns why the extension cannot be built here
     (no CUDA torch, no nvcc), or None; called only when a build is wanted; default_archs: the archs of a forced
-    build with none named.
+    build with none named; torch_missing: torch is not importable here (so no GPU could be seen).
     Raises :class:`BuildError` when mode is "1" and there is a blocker.
     """
     if mode == "0":
@@ -62,6 +63,10 @@ def decide(mode: str, *, named: tuple[list[str], str] | None, gpus: list[tuple[s
     elif gpus:
         why = f"GPU(s) visible to torch: {_gpu_names(gpus)}"
         archs = _gpu_archs(gpus)
+    elif torch_missing:
+        return Plan(False, (), "not building the CUDA extension: torch is not importable in the build environment "
+                               "(pip's isolated build has none), so no GPU could be seen (pure-Python install; for "
+                               "the extension install torch first, then `pip install --no-build-isolation .`)")
     else:
         return Plan(False, (), "not building the CUDA extension: no GPU is visible to torch here and no GPU "
                                "architectures were named, so it could not run (pure-Python install; "

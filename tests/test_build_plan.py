@@ -63,3 +63,9 @@ def test_named_archs_come_from_semask_first_then_torch(monkeypatch):
     monkeypatch.setenv("SEMASK_CUDA_ARCHS", "Hopper")
     with pytest.raises(ValueError, match="SEMASK_CUDA_ARCHS: cannot read 'Hopper'"):
         _env.named_cuda_archs()
+
+
+def test_a_build_without_torch_says_to_install_torch_first():
+    plan = _build_plan.decide("auto", named=None, gpus=[], blocker=_never_called, default_archs=DEFAULT,
+                              torch_missing=True)
+    assert not plan.build and "torch is not importable" in plan.message and "--no-build-isolation" in plan.message
