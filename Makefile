@@ -37,7 +37,7 @@ bench: setup
 	$(PY) -m benchmarks compare-swin
 
 test: setup
-	@echo "== make test: the whole suite; about 10 minutes on 2 CPU cores without a GPU (GPU-only tests skip)"
+	@echo "== make test: the whole suite; about 20 minutes on 2 CPU cores without a GPU (16 CPU-minutes; GPU-only tests skip)"
 	$(PY) -m pytest -q
 
 info: setup
