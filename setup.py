@@ -1,8 +1,12 @@
 """Build and install semask-kernels (packages ``semask_kernels`` and ``semask_models``).
 
-    pip install --no-build-isolation .                      # CUDA extension if nvcc + a CUDA torch exist
+    pip install --no-build-isolation .          # CUDA extension when a GPU is visible to torch, for its archs
+    SEMASK_CUDA_ARCHS=sm_90 pip install -v --no-build-isolation .   # for sm_90 (no GPU needed), steps shown
     SEMASK_BUILD_CUDA=1 SEMASK_CUDA_ARCHS=sm_90 pip install --no-build-isolation -e .   # must build, sm_90 only
-    SEMASK_BUILD_CUDA=0 pip install --no-build-isolation .  # pure Python (reference and Triton backends)
+    SEMASK_BUILD_CUDA=0 pip install --no-build-isolation .  # pure Python (reference, torch and Triton backends)
+
+The decision (semask_kernels/_build_plan.py) is printed as one ``[semask-kernels]`` line; a pure-Python install
+carries the local version label ``+purepython``, which pip prints.
 
 ``--no-build-isolation`` builds against the torch already installed (the extension's ABI must match it).
 Every SEMASK_* variable is parsed by ``semask_kernels/_env.py``, loaded here by file path (the package itself
@@ -29,6 +33,7 @@ def _load(filename: str):
     spec = importlib.util.spec_from_file_location(f"_semask_{filename[:-3].lstrip('_')}",
                                                   os.path.join(ROOT, "semask_kernels", filename))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -83,12 +88,19 @@ def _ensure_ninja_on_path() -> None:
     os.environ["PATH"] = os.pathsep.join(dirs + [os.environ.get("PATH", "")])
 
 
-def _cuda_build_blocker() -> str | None:
-    """Why the CUDA extension cannot be built here, or None if it can."""
+def _torch():
     try:
         import torch
-    except Exception as exc:  # noqa: BLE001 - any import failure means "no torch"
-        return f"torch is not importable ({exc}); install torch first and use --no-build-isolation"
+    except Exception:  # noqa: BLE001 - any import failure means "no torch"
+        return None
+    return torch
+
+
+def _cuda_build_blocker(torch) -> str | None:
+    """Why the CUDA extension cannot be built here, or None if it can."""
+    if torch is None:
+        return ("torch is not importable in the build environment (install torch first, then install this "
+                "package with --no-build-isolation: pip's isolated build environment has no torch)")
     if not torch.version.cuda:
         return f"torch {torch.__version__} is not a CUDA build (torch.version.cuda is None)"
     _ensure_cuda_home()
@@ -101,34 +113,47 @@ def _cuda_build_blocker() -> str | None:
     return None
 
 
+def _visible_gpus(torch) -> list[tuple[str, str]]:
+    """(name, "X.Y") of every GPU torch sees; none without a CUDA torch or a driver."""
+    if torch is None or not torch.version.cuda:
+        return []
+    try:
+        return [(torch.cuda.get_device_name(i), "{}.{}".format(*torch.cuda.get_device_capability(i)))
+                for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - a broken driver means no usable GPU
+        return []
+
+
 def _extensions(env):
     """(ext_modules, cmdclass) for the CUDA extension, or ([], {}) for a pure-Python install."""
+    plan_mod = _load("_build_plan.py")
     mode = env.build_cuda()
-    if mode == "0":
-        _say("SEMASK_BUILD_CUDA=0: pure-Python install, no CUDA extension")
-        return [], {}
-    blocker = _cuda_build_blocker()
-    if blocker is not None:
-        if mode == "1":
-            raise RuntimeError(f"SEMASK_BUILD_CUDA=1 but the CUDA extension cannot be built: {blocker}")
-        _say(f"not building the CUDA extension: {blocker} (pure-Python install; SEMASK_BUILD_CUDA=1 forces it)")
+    torch = _torch() if mode != "0" else None
+    try:
+        plan = plan_mod.decide(mode, named=env.named_cuda_archs(), gpus=_visible_gpus(torch),
+                               blocker=lambda: _cuda_build_blocker(torch), default_archs=env.cuda_archs(),
+                               torch_missing=mode != "0" and torch is None)
+    except plan_mod.BuildError as exc:
+        raise SystemExit(f"[semask-kernels] error: {exc}") from None
+    if not plan.build:
+        _say(plan.message)
         return [], {}
 
     try:  # the extension must link torch's C++ runtime dynamically, or C++ errors crash the process
         update, message = _load("_toolchain.py").choose_host_compiler()
     except RuntimeError as exc:
         if mode == "1":
-            raise RuntimeError(f"SEMASK_BUILD_CUDA=1 but the CUDA extension cannot be built: {exc}") from exc
+            raise SystemExit(f"[semask-kernels] error: SEMASK_BUILD_CUDA=1 but the CUDA extension cannot be "
+                             f"built: {exc}") from None
         _say(f"not building the CUDA extension: {exc} (pure-Python install)")
         return [], {}
     os.environ.update(update)
     if message:
         _say(message)
 
-    import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CUDAExtension
 
-    archs = env.cuda_archs()
+    archs = list(plan.archs)
     # torch reads its arch list from this variable; +PTX on the newest plain arch keeps newer GPUs working (JIT).
     arch_list = list(archs)
     if not arch_list[-1][-1].isalpha():
@@ -138,8 +163,9 @@ def _extensions(env):
     sources = ["csrc/bindings.cpp", "csrc/python_module.cpp"]
     sources += sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "csrc", "**", "*.cu"),
                                                                   recursive=True))
-    _say(f"building CUDA extension semask_kernels._C for archs {';'.join(arch_list)} with nvcc from {CUDA_HOME}, "
-         f"torch {torch.__version__} (CUDA {torch.version.cuda}); sources: {', '.join(sources)}")
+    _say(plan.message)
+    _say(f"  semask_kernels._C: archs {';'.join(arch_list)}, nvcc from {CUDA_HOME}, torch {torch.__version__} "
+         f"(CUDA {torch.version.cuda}), {len(sources)} sources, MAX_JOBS={os.environ.get('MAX_JOBS', 'auto')}")
     # For build_info() in python_module.cpp (a C++ file): commas survive the shell without quotes. Not given to
     # nvcc, which would split the value at the commas.
     arch_define = f"-DSEMASK_CUDA_ARCHS={','.join(archs)}"
@@ -170,11 +196,13 @@ def _readme() -> str:
 
 ENV = _load("_env.py")
 EXT_MODULES, CMDCLASS = _extensions(ENV)
+# A pure-Python install says so in pip's normal output ("Successfully installed semask-kernels-0.1.0+purepython").
+LOCAL_LABEL = "" if EXT_MODULES else "+purepython"
 
 TIMM = "timm>=1.0.15"
 setup(
     name="semask-kernels",
-    version=VERSION,
+    version=VERSION + LOCAL_LABEL,
     description="Fused Triton/CUDA kernels for Swin and SeMask segmentation models, with the models themselves",
     long_description=_readme(),
     long_description_content_type="text/markdown",

@@ -1,24 +1,40 @@
-"""``python -m benchmarks <command>``: the benchmark suite."""
+"""``python -m benchmarks <command>``: the benchmark suite. Results append to ``benchmarks/results/*.jsonl``
+(with device, versions, git sha and date); every command says where it wrote."""
 from __future__ import annotations
 
 import argparse
+import re
 
 from . import compare_swin, flops, ops, report
 
 
+def summary(doc: str) -> str:
+    """The first sentence of a command's docstring, without its leading ``name``: (the command list's help)."""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    paragraph = re.sub(r"^``[^`]+``:\s*", "", paragraph).replace("``", "")
+    end = re.search(r"\.(\s|$)", paragraph)
+    return paragraph[: end.start() + 1] if end else paragraph
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.replace("``", ""))
     commands = parser.add_subparsers(dest="command", required=True)
-    compare = commands.add_parser("compare-swin", help=compare_swin.__doc__.splitlines()[0],
-                                  description=compare_swin.__doc__)
+    compare = commands.add_parser("compare-swin", help=summary(compare_swin.__doc__),
+                                  description=compare_swin.__doc__.replace("``", ""))
     compare_swin.add_arguments(compare)
-    count = commands.add_parser("flops", help=flops.__doc__.splitlines()[0], description=flops.__doc__)
+    count = commands.add_parser("flops", help=summary(flops.__doc__),
+                                description=flops.__doc__.replace("``", ""))
     flops.add_arguments(count)
-    op_bench = commands.add_parser("ops", help=ops.__doc__.splitlines()[0], description=ops.__doc__)
+    op_bench = commands.add_parser("ops", help=summary(ops.__doc__), description=ops.__doc__.replace("``", ""))
     ops.add_arguments(op_bench)
-    rep = commands.add_parser("report", help=report.__doc__.splitlines()[0], description=report.__doc__)
+    rep = commands.add_parser("report", help=summary(report.__doc__),
+                              description=report.__doc__.replace("``", ""))
     report.add_arguments(rep)
     args = parser.parse_args(argv)
+    from semask_kernels.info import shadowing
+    shadow = shadowing()
+    if shadow:  # the CUDA backend would be silently missing from every table
+        print(f"WARNING: {shadow}", flush=True)
     if args.command == "compare-swin":
         compare_swin.resolve_defaults(args)
         compare_swin.run(args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -84,8 +85,8 @@ def _by_device(rows: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig, path: Path, top: float = 1.0) -> Path:
+    fig.tight_layout(rect=(0, 0, 1, top))
     fig.savefig(path, dpi=110)
     _plt().close(fig)
     return path
@@ -98,63 +99,176 @@ def _plt():
     return plt
 
 
+# Below these medians a time is mostly timer and call overhead (perf_counter + Python dispatch on a CPU, launch
+# latency on a GPU): ratios of such times are not measurements of the ops.
+RESOLUTION_MS = {"cpu": 0.05, "cuda": 0.005}
+NOISY_SPREAD = 2.0  # p90 / p10 above this: the run was too noisy for its ratio to mean much
+
+
+def ratio_caveat(row: dict, base: dict) -> str | None:
+    """Why the ratio of ``row`` to its baseline ``base`` (same run) is not to be trusted, or None."""
+    resolution = RESOLUTION_MS.get(row.get("device_type"), 0.0)
+    if min(row["median_ms"], base["median_ms"]) < resolution:
+        return f"below timer resolution (< {resolution} ms)"
+    for r in (row, base):
+        if r.get("p10_ms") and r.get("p90_ms") and r["p90_ms"] > NOISY_SPREAD * r["p10_ms"]:
+            return f"noisy (p10-p90 spread > {NOISY_SPREAD:g}x)"
+    return None
+
+
+def _with_caveats(rows: list[dict], group_keys: tuple) -> list[dict]:
+    """Rows with a ``caveat`` field: each ratio against the first row of its group (how the suites compute
+    them), checked with :func:`ratio_caveat`."""
+    first = {}
+    out = []
+    for r in rows:
+        base = first.setdefault(tuple(r.get(k) for k in group_keys), r)
+        out.append({**r, "caveat": None if base is r else ratio_caveat(r, base)})
+    return out
+
+
+def _log_if_wide(ax, values, axis: str = "x") -> None:
+    """A log axis when the values span more than a decade (one outlier must not flatten the rest)."""
+    values = [v for v in values if v and v > 0]
+    if values and max(values) / min(values) > 10:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+
+
 def report_compare_swin(rows: list[dict], out: Path) -> list[Path]:
     written = []
     md = ["# compare-swin: stock timm Swin vs patched vs ours", ""]
     for device, rs in _by_device(rows).items():
+        rs = _with_caveats(rs, ("model", "img_size", "batch", "mode"))
         md += [_header(rs), "", _table(rs, [("model", "model"), ("size", "img_size"), ("batch", "batch"),
                                             ("mode", "mode"), ("variant", "variant"), ("backend", "backend"),
                                             ("ms", "median_ms"), ("img/s", "img_per_s"), ("peak MB", "peak_mem_mb"),
                                             ("vs stock", "speedup_vs_stock"),
-                                            ("vs stock compiled", "speedup_vs_stock_compiled")]), ""]
-        plt = _plt()
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for ax, key, title in ((axes[0], "speedup_vs_stock", "speedup vs stock eager"),
-                               (axes[1], "img_per_s", "throughput vs batch (img/s)")):
-            groups = defaultdict(list)
-            for r in rs:
-                groups[(r["model"].split("_")[1], r["img_size"], r["mode"], r["variant"])].append(r)
-            if key == "img_per_s":
-                for (m, size, mode, variant), g in groups.items():
-                    g = sorted(g, key=lambda r: r["batch"])
-                    ax.plot([r["batch"] for r in g], [r[key] for r in g], marker="o",
-                            label=f"{m} {size} {mode} {variant}")
-                ax.set_xlabel("batch")
-            else:
-                labels = [" ".join(map(str, k)) for k in groups]
-                ax.barh(labels, [sum(r[key] for r in g) / len(g) for g in groups.values()])
-                ax.axvline(1.0, color="k", lw=0.8)
-            ax.set_title(title)
-        axes[1].legend(fontsize=6)
-        fig.suptitle(device, fontsize=9)
-        written.append(_save(fig, out / f"compare_swin_{_slug(device)}.png"))
+                                            ("vs stock compiled", "speedup_vs_stock_compiled"),
+                                            ("caveat", "caveat")]), ""]
+        written.append(_plot_compare_swin(device, rs, out / f"compare_swin_{_slug(device)}.png"))
     path = out / "compare_swin.md"
     path.write_text("\n".join(md))
     return [path, *written]
 
 
+def _plot_compare_swin(device: str, rs: list[dict], path: Path) -> Path:
+    plt = _plt()
+    groups = defaultdict(list)
+    for r in rs:
+        groups[(r["model"].split("_")[1], r["img_size"], r["mode"], r["variant"])].append(r)
+    labels = [f"Swin-{m[0].upper()} {size} {mode}: {variant}" for m, size, mode, variant in groups]
+    height = max(3.0, 0.32 * len(groups) + 1.5)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, height))
+    y = list(range(len(groups)))
+    speedups = [sum(r["speedup_vs_stock"] or 0 for r in g) / len(g) for g in groups.values()]
+    colors = ["0.6" if k[3].startswith("stock") else "tab:blue" for k in groups]
+    left.barh(y, speedups, color=colors)
+    left.axvline(1.0, color="k", lw=0.8)
+    left.set_yticks(y, labels, fontsize=8)
+    left.invert_yaxis()
+    left.set_xlabel("speedup vs stock timm eager (same run; > 1 is faster)", fontsize=9)
+    left.set_title("speedup vs stock eager (gray: stock)", fontsize=10)
+    for i, v in enumerate(speedups):
+        left.text(v, i, f" {v:.2f}x", va="center", fontsize=7)
+    left.margins(x=0.12)
+    if max(len({r["batch"] for r in g}) for g in groups.values()) > 1:
+        for label, g in zip(labels, groups.values()):
+            g = sorted(g, key=lambda r: r["batch"])
+            right.plot([r["batch"] for r in g], [r["img_per_s"] for r in g], marker="o", label=label)
+        right.set_xscale("log", base=2)
+        _log_if_wide(right, [r["img_per_s"] for r in rs], axis="y")
+        right.set_xlabel("batch", fontsize=9)
+        right.set_ylabel("images / s", fontsize=9)
+        right.set_title("throughput vs batch", fontsize=10)
+        right.legend(fontsize=7)
+    else:  # one batch per contender: a bar each (a line of one point draws nothing readable)
+        throughput = [g[0]["img_per_s"] for g in groups.values()]
+        right.barh(y, throughput, color=colors)
+        right.set_yticks(y, [""] * len(y))
+        right.invert_yaxis()
+        _log_if_wide(right, throughput)
+        for i, v in enumerate(throughput):
+            right.text(v, i, f" {v:.3g}", va="center", fontsize=7)
+        right.margins(x=0.12)
+        batch = next(iter(groups.values()))[0]["batch"]
+        right.set_xlabel("images / s", fontsize=9)
+        right.set_title(f"throughput at batch {batch}", fontsize=10)
+    note = " (CPU run: CPU numbers, not GPU numbers)" if rs[0]["device_type"] == "cpu" else ""
+    fig.suptitle(f"{device}{note}", fontsize=10)
+    return _save(fig, path)
+
+
 def report_ops(rows: list[dict], out: Path) -> list[Path]:
     written = []
-    md = ["# ops: every op and backend against its baselines", ""]
+    md = ["# ops: every op and backend against its baselines", "",
+          "`vs first`: the first row of each (op, shape, mode, dtype) group is its baseline; `caveat` marks ratios "
+          "of times below the timer's resolution or of noisy runs.", ""]
     for device, rs in _by_device(rows).items():
+        rs = _with_caveats(rs, ("op", "shape", "mode", "dtype"))
         md += [_header(rs), "", _table(rs, [("op", "op"), ("shape", "shape"), ("impl", "impl"), ("mode", "mode"),
                                             ("dtype", "dtype"), ("ms", "median_ms"), ("TFLOP/s", "tflops"),
                                             ("GB/s", "gbps"), ("peak MB", "peak_mem_mb"),
-                                            ("vs first", "speedup_vs_first")]), ""]
-        plt = _plt()
-        ops = sorted({r["op"] for r in rs})
-        fig, axes = plt.subplots(len(ops), 1, figsize=(11, 3 * len(ops)), squeeze=False)
-        for ax, op in zip(axes[:, 0], ops):
-            sel = [r for r in rs if r["op"] == op and r["impl"].startswith("op:")]
-            ax.barh([f"{r['shape']} {r['mode']} {r['dtype']} {r['impl']}" for r in sel],
-                    [r["speedup_vs_first"] for r in sel])
-            ax.axvline(1.0, color="k", lw=0.8)
-            ax.set_title(f"{op}: speedup vs the first baseline", fontsize=9)
-            ax.tick_params(axis="y", labelsize=5)
-        written.append(_save(fig, out / f"ops_{_slug(device)}.png"))
+                                            ("vs first", "speedup_vs_first"), ("caveat", "caveat")]), ""]
+        written.append(_plot_ops(device, rs, out / f"ops_{_slug(device)}.png"))
     path = out / "ops.md"
     path.write_text("\n".join(md))
     return [path, *written]
+
+
+def _plot_ops(device: str, rs: list[dict], path: Path) -> Path:
+    """One row of panels per op, one panel per (mode, dtype): the median time of every implementation (baselines
+    hollow gray-scale markers, our backends filled) per shape, on a log axis; faded points carry a caveat."""
+    plt = _plt()
+    ops = list(dict.fromkeys(r["op"] for r in rs))
+    columns = list(dict.fromkeys((r["mode"], r["dtype"]) for r in rs))
+    shapes = {op: list(dict.fromkeys(r["shape"] for r in rs if r["op"] == op)) for op in ops}
+    heights = [0.3 * len(shapes[op]) + 1.4 for op in ops]
+    header_in = 0.9  # suptitle and the one legend above the panels
+    total = sum(heights) + header_in
+    fig, axes = plt.subplots(len(ops), len(columns), figsize=(3.2 + 4.2 * len(columns), total),
+                             squeeze=False, gridspec_kw={"height_ratios": heights})
+    handles = {}
+    baseline_markers = iter("sD^v<>p*")
+    ours_colors = iter(plt.get_cmap("tab10").colors)
+    styles = {}
+    for impl in dict.fromkeys(r["impl"] for r in rs):
+        if impl.startswith("op:"):
+            styles[impl] = {"marker": "o", "color": next(ours_colors, "tab:blue")}
+        else:
+            styles[impl] = {"marker": next(baseline_markers, "s"), "color": "0.35", "facecolors": "none"}
+    for row, op in enumerate(ops):
+        for col, (mode, dtype) in enumerate(columns):
+            ax = axes[row, col]
+            sel = [r for r in rs if r["op"] == op and r["mode"] == mode and r["dtype"] == dtype]
+            impls = list(dict.fromkeys(r["impl"] for r in sel))
+            for j, impl in enumerate(impls):
+                pts = [r for r in sel if r["impl"] == impl]
+                offset = (j - (len(impls) - 1) / 2) * 0.08
+                style = dict(styles[impl])
+                face = style.pop("facecolors", style["color"])
+                for faded in (False, True):
+                    part = [r for r in pts if bool(r["caveat"]) == faded]
+                    if part:
+                        dots = ax.scatter([r["median_ms"] for r in part],
+                                          [shapes[op].index(r["shape"]) + offset for r in part], s=28,
+                                          edgecolors=style["color"], facecolors=face, marker=style["marker"],
+                                          alpha=0.3 if faded else 1.0)
+                        if not faded:
+                            handles.setdefault(impl, dots)
+            ax.set_yticks(range(len(shapes[op])), shapes[op] if col == 0 else [""] * len(shapes[op]), fontsize=8)
+            ax.set_ylim(len(shapes[op]) - 0.5, -0.5)
+            if sel:
+                ax.set_xscale("log")
+            ax.grid(axis="x", which="both", alpha=0.3)
+            ax.set_title(f"{op}: {mode}, {dtype}", fontsize=9)
+            ax.set_xlabel("median ms (log; left is faster)", fontsize=8)
+            ax.tick_params(axis="x", labelsize=8)
+    note = " (CPU run: CPU numbers, not GPU numbers)" if rs[0]["device_type"] == "cpu" else ""
+    fig.suptitle(f"{device}{note}. Hollow gray: baselines; filled: semask_kernels backends; faded: ratio not "
+                 "trustworthy (below timer resolution or noisy)", fontsize=10, y=1 - 0.15 / total)
+    fig.legend(list(handles.values()), list(handles), loc="center", ncol=min(len(handles), 8), fontsize=8,
+               bbox_to_anchor=(0.5, 1 - 0.5 / total))
+    return _save(fig, path, top=1 - header_in / total)
 
 
 def report_flops(rows: list[dict], out: Path) -> list[Path]:
@@ -165,6 +279,12 @@ def report_flops(rows: list[dict], out: Path) -> list[Path]:
     path = out / "flops.md"
     path.write_text("\n".join(md))
     return [path]
+
+
+def shown(path) -> str:
+    """A path as the user can type it: relative to the current folder when inside it."""
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
 
 
 def _slug(text: str) -> str:
@@ -184,7 +304,7 @@ def run(args) -> list[Path]:
         else:
             print(f"no {name} results in {src}")
     for path in written:
-        print(f"wrote {path}")
+        print(f"wrote {shown(path)}")
     return written
 
 

@@ -29,7 +29,8 @@ def default_backend() -> str:
 
 
 def build_cuda() -> str:
-    """``SEMASK_BUILD_CUDA``: "auto" (build when nvcc and a CUDA torch exist), "1" (must build), "0" (never)."""
+    """``SEMASK_BUILD_CUDA``: "auto" (build when the extension can run here: a GPU visible to torch, or GPU
+    architectures named by ``SEMASK_CUDA_ARCHS`` / ``TORCH_CUDA_ARCH_LIST``), "1" (must build), "0" (never)."""
     value = _get("SEMASK_BUILD_CUDA", "auto").lower()
     aliases = {"auto": "auto", "1": "1", "true": "1", "yes": "1", "on": "1",
                "0": "0", "false": "0", "no": "0", "off": "0"}
@@ -38,23 +39,38 @@ def build_cuda() -> str:
     return aliases[value]
 
 
-def cuda_archs() -> list[str]:
-    """``SEMASK_CUDA_ARCHS``: compute capabilities as "X.Y" strings, e.g. ["8.0", "9.0"].
-
-    Accepts "sm_90", "90", "9.0" or "9.0a", separated by ";", "," or spaces.
-    """
-    raw = _get("SEMASK_CUDA_ARCHS", DEFAULT_CUDA_ARCHS)
+def _parse_archs(name: str, raw: str) -> list[str]:
     archs = []
     for item in re.split(r"[;,\s]+", raw):
         if not item:
             continue
-        m = re.fullmatch(r"(?:sm_|compute_)?(\d+)\.?(\d)([a-z]?)", item.lower())
+        # "+PTX" (TORCH_CUDA_ARCH_LIST's suffix) is dropped: the build adds PTX for the newest arch itself
+        m = re.fullmatch(r"(?:sm_|compute_)?(\d+)\.?(\d)([a-z]?)(?:\+ptx)?", item.lower())
         if not m:
-            raise ValueError(f"SEMASK_CUDA_ARCHS: cannot read {item!r} in {raw!r}; expected e.g. 'sm_90' or '9.0'")
+            raise ValueError(f"{name}: cannot read {item!r} in {raw!r}; expected e.g. 'sm_90' or '9.0'")
         archs.append(f"{m.group(1)}.{m.group(2)}{m.group(3)}")
     if not archs:
-        raise ValueError(f"SEMASK_CUDA_ARCHS is empty: {raw!r}")
+        raise ValueError(f"{name} is empty: {raw!r}")
     return archs
+
+
+def cuda_archs() -> list[str]:
+    """``SEMASK_CUDA_ARCHS``: compute capabilities as "X.Y" strings, e.g. ["8.0", "9.0"] (default
+    sm_80;sm_89;sm_90).
+
+    Accepts "sm_90", "90", "9.0" or "9.0a", separated by ";", "," or spaces.
+    """
+    return _parse_archs("SEMASK_CUDA_ARCHS", _get("SEMASK_CUDA_ARCHS", DEFAULT_CUDA_ARCHS))
+
+
+def named_cuda_archs() -> tuple[list[str], str] | None:
+    """The GPU architectures the user named for the CUDA build, and the variable that named them:
+    ``SEMASK_CUDA_ARCHS``, else torch's own ``TORCH_CUDA_ARCH_LIST`` (e.g. "8.0;9.0+PTX"); None if neither is set."""
+    for name in ("SEMASK_CUDA_ARCHS", "TORCH_CUDA_ARCH_LIST"):
+        raw = _get(name, "")
+        if raw:
+            return _parse_archs(name, raw), name
+    return None
 
 
 def test_sweep() -> bool:

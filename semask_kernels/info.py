@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+from pathlib import Path
 
 import torch
 
@@ -46,7 +47,32 @@ def _triton() -> str:
             f"TRITON_INTERPRET is {state})")
 
 
+def shadowing(package_dir: str | Path | None = None, has_ext: bool | None = None) -> str | None:
+    """Why the imported ``semask_kernels`` is not the installed build, or None.
+
+    After a normal (non-editable) install, Python run from the repository root imports the source tree, which has
+    no compiled extension, instead of the installed package that has one. Returns a message naming both folders
+    and what to do when the imported package is a source tree without the extension and an installed
+    distribution of semask-kernels elsewhere has ``semask_kernels/_C``. Arguments default to this process's.
+    """
+    here = Path(package_dir or Path(__file__).parent).resolve()
+    if (_ext.HAS_CUDA_EXT if has_ext is None else has_ext) or not (here.parent / "setup.py").is_file():
+        return None
+    for dist in importlib.metadata.distributions(name="semask-kernels"):
+        for file in dist.files or []:
+            if file.parts[:1] == ("semask_kernels",) and file.name.startswith("_C.") \
+                    and file.suffix in (".so", ".pyd"):
+                built = Path(dist.locate_file(file)).resolve()
+                if built.parent != here and built.is_file():
+                    return (f"the imported semask_kernels is the source tree {here}, which has no compiled "
+                            f"extension, and it hides the installed build in {built.parent} (with the CUDA "
+                            f"extension). Run from another folder, or install in place: "
+                            f"`pip install --no-build-isolation -e .`")
+    return None
+
+
 def report() -> str:
+    shadow = shadowing()
     lines = [
         f"semask-kernels {_version('semask-kernels')}",
         f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
@@ -55,6 +81,7 @@ def report() -> str:
         f"CUDA extension: {_extension()}",
         f"Triton: {_triton()}",
         f"SEMASK_BACKEND: {_env.default_backend()}",
+        *([f"WARNING: {shadow}"] if shadow else []),
         "",
         "Backends per op (ok / why not):",
     ]

@@ -1,3 +1,4 @@
+import collections
 import os
 import shutil
 
@@ -17,6 +18,26 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line of skips by reason (the GPU-only tests skip here by the hundred), and a source tree hiding the
+    installed build, if it does."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if skipped:
+        counts = collections.Counter(_skip_reason(r) for r in skipped)
+        parts = "; ".join(f"{n} {reason}" for reason, n in counts.most_common())
+        terminalreporter.write_line(f"skipped {len(skipped)} by reason: {parts}")
+    from semask_kernels.info import shadowing
+    shadow = shadowing()
+    if shadow:
+        terminalreporter.write_line(f"WARNING: {shadow}", yellow=True)
 
 
 @pytest.fixture(autouse=True)

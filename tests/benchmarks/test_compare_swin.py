@@ -9,13 +9,23 @@ def test_compare_swin_quick_runs_and_saves(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(harness, "RESULTS", tmp_path)
     cli.main(["compare-swin", "--quick", "--modes", "inference", "train", "--warmup", "0", "--repeats", "1",
               "--img-size", "64"])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "CPU run" in out and "patched" in out and "stock" in out
+    # clean output: no failed contender (inference first must not break training), no checkpoint-loader report,
+    # and where the results, the table and the plot went
+    assert "failed" not in out and "missing keys" not in out + captured.err
+    assert "unexpected keys" not in out + captured.err
+    assert f"results appended to {tmp_path / 'compare_swin.jsonl'}" in out
+    assert f"wrote {tmp_path / 'compare_swin.md'}" in out and (tmp_path / "compare_swin.md").is_file()
+    assert len(list(tmp_path.glob("compare_swin_*.png"))) == 1
     rows = [json.loads(line) for line in (tmp_path / "compare_swin.jsonl").read_text().splitlines()]
     assert {(r["variant"], r["mode"]) for r in rows} == {(v, m) for v in ("stock", "patched", "ours")
                                                         for m in ("inference", "train")}
     for r in rows:
         assert r["median_ms"] > 0 and r["device_type"] == "cpu" and r["git_sha"] and r["torch"]
-        assert r["backend"] == ("timm" if r["variant"] == "stock" else "reference")
+        # no fused kernel runs on a CPU: auto picks the plain-PyTorch path
+        assert r["backend"] == ("timm" if r["variant"] == "stock" else "torch")
+        assert r["batch"] == 1  # the CPU preset
     stock = [r for r in rows if r["variant"] == "stock"]
     assert all(r["speedup_vs_stock"] == 1.0 for r in stock)

@@ -115,7 +115,9 @@ def layout(h, w, window, shift, pad_order, mask_value, device) -> Layout:
     if found is None:
         if len(_CACHE) >= _CACHE_LIMIT:
             _CACHE.pop(next(iter(_CACHE)))
-        found = _CACHE[key] = _build(h, w, tuple(window), tuple(shift), pad_order, mask_value, device)
+        # normal tensors even when first built under inference_mode: a later training step reuses them
+        with torch.inference_mode(False):
+            found = _CACHE[key] = _build(h, w, tuple(window), tuple(shift), pad_order, mask_value, device)
     return found
 
 
