@@ -12,7 +12,7 @@ import semask_kernels as sk
     lambda backend: sk.nn.SemanticAttention(16, num_classes=3, window_size=4, backend=backend),
 ], ids=["WindowAttention", "ShiftedWindowAttention", "SemanticAttention"])
 def test_bad_backend_name_is_refused_at_construction(make):
-    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'reference', 'triton', 'cuda'\), "
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'reference', 'torch', 'triton', 'cuda'\), "
                                          r"got 'bogus'"):
         make("bogus")
     with pytest.raises(TypeError, match="backend must be a str"):

@@ -184,13 +184,13 @@ def test_dispatch(monkeypatch):
     """Triton runs CPU tensors only under the interpreter and only when named; auto on the CPU is the reference."""
     qkv, table, qkv_bias = _inputs(1, 10, 9, 2, 16, (7, 7))
     args = _args(qkv, table, qkv_bias, 2, (7, 7), (3, 3), "roll_then_pad")
-    assert backends.choose_backend(OP, "auto", *args) == "reference"
+    assert backends.choose_backend(OP, "auto", *args) == "torch"
     if _triton_utils.INTERPRETED and _env.triton_interpret():
         assert backends.choose_backend(OP, "triton", *args) == "triton"
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(RuntimeError, match="backend 'triton' was requested but cannot run: .*TRITON_INTERPRET"):
         sk.shifted_window_attention(qkv, table, num_heads=2, window_size=7, shift_size=3, backend="triton")
-    assert backends.choose_backend(OP, "auto", *args) == "reference"
+    assert backends.choose_backend(OP, "auto", *args) == "torch"
 
 
 @interpreted

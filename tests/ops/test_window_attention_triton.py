@@ -152,13 +152,13 @@ def test_opcheck():
 def test_dispatch(monkeypatch):
     """Triton runs CPU tensors only under the interpreter and only when named; auto on the CPU is the reference."""
     args = _inputs(2, 1, (2, 2), 8)
-    assert backends.choose_backend(OP, "auto", *args) == "reference"
+    assert backends.choose_backend(OP, "auto", *args) == "torch"
     if _triton_utils.INTERPRETED and _env.triton_interpret():
         assert backends.choose_backend(OP, "triton", *args) == "triton"
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(RuntimeError, match="backend 'triton' was requested but cannot run: .*TRITON_INTERPRET"):
         sk.window_attention(*args[:3], backend="triton")
-    assert backends.choose_backend(OP, "auto", *args) == "reference"
+    assert backends.choose_backend(OP, "auto", *args) == "torch"
 
 
 @interpreted
