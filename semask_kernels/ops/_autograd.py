@@ -49,3 +49,14 @@ def recompute_grads(fn: Callable[..., Tensor], inputs: Sequence[Optional[Tensor]
         seen.add(g.untyped_storage().data_ptr())
         result.append(g)
     return result
+
+
+def empty_result(shape, *inputs: Optional[Tensor]) -> Tensor:
+    """The output of an op on inputs with an empty dimension: zeros of ``shape`` (itself empty), connected to
+    every input that needs a gradient so that backward gives each of them zeros (a sum over no elements)."""
+    ref = next(t for t in inputs if t is not None)
+    out = ref.new_zeros(shape)
+    for t in inputs:
+        if t is not None and t.requires_grad:
+            out = out + t.sum() * 0
+    return out

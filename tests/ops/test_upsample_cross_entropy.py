@@ -86,6 +86,8 @@ BAD = [
     (dict(target=torch.zeros(2, 15, dtype=torch.long)), ValueError, "target must have 3 dimensions"),
     (dict(logits=torch.randn(2, 5, 4)), ValueError, "logits must have 4 dimensions"),
     (dict(ignore_index=2.5), TypeError, "ignore_index must be an int"),
+    (dict(ignore_index=2 ** 63), ValueError, "ignore_index must fit in int64"),
+    (dict(ignore_index=-2 ** 64), ValueError, "ignore_index must fit in int64"),
     (dict(avg_non_ignore="yes"), TypeError, "avg_non_ignore must be a bool"),
     (dict(backend="triton_fast"), ValueError, "backend must be one of"),
 ]

@@ -8,6 +8,7 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
+from .._autograd import empty_result
 from . import cuda, reference, torch_path, triton
 
 OP = "prior_map_decode"
@@ -123,6 +124,8 @@ def prior_map_decode(maps: Sequence[Tensor], *, align_corners: bool = False, bac
     """
     _validate(maps, align_corners)
     maps = list(maps)
+    if maps[0].shape[0] * maps[0].shape[1] == 0:  # B or K is 0: nothing to decode
+        return empty_result(maps[0].shape, *maps)
     name = backends.choose_backend(OP, backend, maps, align_corners)
     plain = backends.get_backend(OP, name).plain
     return plain(maps, align_corners) if plain is not None else _decode(maps, align_corners, name)

@@ -8,6 +8,7 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
+from .._autograd import empty_result
 from .._windows import padded_size
 from ..window_attention.op import attention_flops
 from . import reference, torch_path, triton
@@ -126,6 +127,8 @@ def semantic_attention(s: Tensor, k: Tensor, v: Tensor, *, window_size=None, pad
     """
     window = _validate(s, k, v, window_size, pad_k, pad_v)
     args = (s, k, v, list(window) if window else [], pad_k, pad_v)
+    if s.shape[0] * s.shape[1] * s.shape[2] == 0:  # B, H or W is 0: no tokens
+        return empty_result((*s.shape[:3], v.shape[-1]), s, k, v, pad_k, pad_v)
     name = backends.choose_backend(OP, backend, *args)
     plain = backends.get_backend(OP, name).plain
     return plain(*args) if plain is not None else _semantic(*args, name)

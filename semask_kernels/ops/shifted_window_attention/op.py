@@ -8,6 +8,7 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
+from .._autograd import empty_result
 from .._windows import padded_size
 from ..window_attention.op import attention_flops
 from . import cuda, reference, torch_path, triton
@@ -141,6 +142,8 @@ def shifted_window_attention(qkv: Tensor, bias_table: Tensor, *, num_heads: int,
     num_heads, window_size, shift_size, scale, mask_value = _validate(
         qkv, bias_table, num_heads, window_size, shift_size, scale, qkv_bias, pad_order, mask_value)
     args = (qkv, bias_table, qkv_bias, num_heads, list(window_size), list(shift_size), scale, pad_order, mask_value)
+    if qkv.numel() == 0:  # B, H or W is 0: an empty map attends to nothing
+        return empty_result((*qkv.shape[:-1], qkv.shape[-1] // 3), qkv, bias_table, qkv_bias)
     name = backends.choose_backend(OP, backend, *args)
     plain = backends.get_backend(OP, name).plain
     return plain(*args) if plain is not None else _swa(*args, name)

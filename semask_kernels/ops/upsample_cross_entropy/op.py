@@ -94,6 +94,8 @@ def _validate(logits, target, ignore_index, avg_non_ignore, align_corners):
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must be non-empty")
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
         raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+    if not -2 ** 63 <= ignore_index < 2 ** 63:
+        raise ValueError(f"ignore_index must fit in int64 (the labels' type), got {ignore_index}")
     for name, flag in (("avg_non_ignore", avg_non_ignore), ("align_corners", align_corners)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {flag!r}")

@@ -89,6 +89,9 @@ def _validate(q, k, v, bias_table, window_size, mask, scale):
         raise ValueError(f"k must have the shape of q {tuple(q.shape)}, got {tuple(k.shape)}")
     if v.shape[:3] != q.shape[:3]:
         raise ValueError(f"v must have shape (B_, nH, N, dv) = {tuple(q.shape[:3])} + (dv,), got {tuple(v.shape)}")
+    if d == 0 and scale is None:
+        raise ValueError(f"q and k have head dim d = 0 (shape {tuple(q.shape)}), so the default scale d ** -0.5 "
+                         f"is undefined: give scale, or a head dim > 0")
     if bias_table is not None:
         _checks.tensor("bias_table", bias_table, ndim=2)
         _checks.same_kind("q", q, "bias_table", bias_table)
