@@ -16,7 +16,7 @@ import torch
 
 import semask_kernels as sk
 
-from .harness import append_rows, run_metadata, time_fn
+from .harness import append_rows, at_least, run_metadata, time_fn
 
 MODELS = {"T": "swin_tiny_patch4_window7_224", "S": "swin_small_patch4_window7_224",
           "B": "swin_base_patch4_window7_224", "L": "swin_large_patch4_window7_224"}
@@ -177,9 +177,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", nargs="+", default=None, choices=sorted(MODELS),
                         help="Swin variants (default: T S B L on a GPU, T with --quick or on a CPU)")
     parser.add_argument("--modes", nargs="+", default=["inference", "train"], choices=["inference", "train"])
-    parser.add_argument("--batch", type=int, nargs="+", default=None,
+    parser.add_argument("--batch", type=at_least(1), nargs="+", default=None,
                         help="batch sizes (default 128 GPU, 1 CPU/--quick); several give throughput vs batch")
-    parser.add_argument("--img-size", type=int, nargs="+", default=None,
+    parser.add_argument("--img-size", type=at_least(1), nargs="+", default=None,
                         help="input sizes (default 224 and the 512 segmentation crop on a GPU, 224 on a CPU)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="also time torch.compile'd models (default: on a GPU without --quick)")
@@ -195,8 +195,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jsonl", default=None,
                         help="append result rows to this file (default benchmarks/results/compare_swin.jsonl)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--warmup", type=at_least(0), default=None)
+    parser.add_argument("--repeats", type=at_least(1), default=None)
     parser.add_argument("--quick", action="store_true", help="the small preset (Swin-T 224, batch 1, 1 warm-up, "
                         "3 repeats, eager), the default on a CPU: about 2 minutes on 2 cores")
     parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results/")

@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import semask_models as sm
 
-from .harness import append_rows, run_metadata
+from .harness import append_rows, at_least, run_metadata
 
 TIMM_SWIN = {"swin_tiny_patch4_window7_224": 224, "swin_small_patch4_window7_224": 224,
              "swin_base_patch4_window7_224": 224, "swin_large_patch4_window7_224": 224}
@@ -72,7 +72,7 @@ def run(args) -> list[dict]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", default=None, help="zoo or timm Swin names (default: all)")
-    parser.add_argument("--img-size", type=int, default=None, help="default: 224 timm, 512 T/S/B, 640 L")
-    parser.add_argument("--num-classes", type=int, default=150)
+    parser.add_argument("--img-size", type=at_least(1), default=None, help="default: 224 timm, 512 T/S/B, 640 L")
+    parser.add_argument("--num-classes", type=at_least(1), default=150)
     parser.add_argument("--sgr", action="store_true", help="also count every model with SGR and its overhead")
     parser.add_argument("--no-save", action="store_true")

@@ -2,6 +2,7 @@
 memory, run metadata, and long-format JSONL results under ``benchmarks/results/``."""
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.metadata
 import json
@@ -100,3 +101,17 @@ def append_rows(filename: str, rows: list[dict], path: str | Path | None = None)
         for row in rows:
             f.write(json.dumps(row) + "\n")
     return path
+
+
+def at_least(minimum: int):
+    """argparse type: an integer >= ``minimum`` (sizes, batches and repeats >= 1, warm-up >= 0)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse

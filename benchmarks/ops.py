@@ -21,7 +21,7 @@ import semask_kernels as sk
 from semask_kernels.ops._windows import padded_size
 
 from .attention_baselines import BASELINES
-from .harness import append_rows, run_metadata, time_fn
+from .harness import append_rows, at_least, run_metadata, time_fn
 
 # (name, batch, image size, embed dim, heads of stage 1, window) at their standard input sizes
 MODELS = {
@@ -272,8 +272,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", nargs="+", default=["forward", "forward+backward"],
                         choices=["forward", "forward+backward"])
     parser.add_argument("--device", default=None)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=at_least(0), default=3)
+    parser.add_argument("--repeats", type=at_least(1), default=10)
     parser.add_argument("--quick", action="store_true", help="tiny shapes (always on a CPU)")
     parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=sorted(BASELINES),
                         help="attention baselines to time (default all; e.g. leave out flex, compiled per shape)")
