@@ -21,6 +21,7 @@ import semask_kernels as sk
 from . import hf_swin
 from .harness import append_rows, run_metadata, time_fn
 
+RESULTS_FILE = {"timm": "compare_swin.jsonl", "hf": "compare_swin_hf.jsonl"}
 MODELS = {"T": "swin_tiny_patch4_window7_224", "S": "swin_small_patch4_window7_224",
           "B": "swin_base_patch4_window7_224", "L": "swin_large_patch4_window7_224"}
 
@@ -161,7 +162,7 @@ def run(args) -> list[dict]:
                         rows.append(row)
                         _print([row], header=len(rows) == 1)
                         if not args.no_save:
-                            path = append_rows("compare_swin.jsonl", [row], args.jsonl)
+                            path = append_rows(RESULTS_FILE[args.library], [row], args.jsonl)
             if device.type == "cuda":
                 del models, stock
                 torch.cuda.empty_cache()
@@ -169,6 +170,8 @@ def run(args) -> list[dict]:
         from . import report
 
         print(f"results appended to {report.shown(path)}")
+        if args.library == "hf":  # the table and plot report stock timm runs; HF rows stay in their own file
+            return rows
         latest = report.latest_runs(path, report.COMMON_FIELDS + report.SUITE_FIELDS["compare_swin"])
         for written in report.report_compare_swin(latest, path.parent):
             print(f"wrote {report.shown(written)}")

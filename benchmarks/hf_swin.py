@@ -12,8 +12,8 @@ CONFIGS = {  # embed_dim, depths, num_heads: the official Swin-T/S/B/L (as micro
     "B": (128, (2, 2, 18, 2), (4, 8, 16, 32)),
     "L": (192, (2, 2, 18, 2), (6, 12, 24, 48)),
 }
-NAMES = {"T": "hf-swin-tiny-patch4-window7", "S": "hf-swin-small-patch4-window7",
-         "B": "hf-swin-base-patch4-window7", "L": "hf-swin-large-patch4-window7"}
+NAMES = {"T": "hf-swin_tiny_patch4_window7", "S": "hf-swin_small_patch4_window7",
+         "B": "hf-swin_base_patch4_window7", "L": "hf-swin_large_patch4_window7"}
 
 
 def create(variant: str, img_size: int) -> torch.nn.Module:
