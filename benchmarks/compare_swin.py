@@ -1,4 +1,6 @@
 """``compare-swin``: stock timm Swin against the same model patched with ``sk.patch_timm_swin``, in one run.
+With ``--library hf``: stock Hugging Face transformers Swin against the same model patched with
+``sk.patch_hf_swin``, in one run.
 
 Stock timm Swin, the same model patched (the attention of every block as one fused op), and our own Swin
 backbone with the same weights; eager and, with ``--compile``, ``torch.compile``d; inference and a training
@@ -16,14 +18,18 @@ import torch
 
 import semask_kernels as sk
 
+from . import hf_swin
 from .harness import append_rows, at_least, run_metadata, time_fn
 
+RESULTS_FILE = {"timm": "compare_swin.jsonl", "hf": "compare_swin_hf.jsonl"}
 MODELS = {"T": "swin_tiny_patch4_window7_224", "S": "swin_small_patch4_window7_224",
           "B": "swin_base_patch4_window7_224", "L": "swin_large_patch4_window7_224"}
 
 
 def _scalar(out) -> torch.Tensor:
-    """A loss from logits (timm) or from the backbone's (features, priors) lists."""
+    """A loss from logits (timm), a transformers output's logits, or the backbone's (features, priors) lists."""
+    if hasattr(out, "logits"):
+        return out.logits.float().sum()
     if isinstance(out, torch.Tensor):
         return out.float().sum()
     return sum(_scalar(o) for o in out if isinstance(o, (torch.Tensor, list, tuple)) and len(o))
@@ -54,8 +60,11 @@ def _models(stock, args, device, dtype):
     each also ``torch.compile``d with ``--compile`` (only the compiled ones with ``--compile-only``)."""
     models = {"stock": stock}
     for backend in args.backends:
-        models[_patched_label(backend, args)] = sk.patch_timm_swin(copy.deepcopy(stock), backend=backend)
-    if args.ours:
+        if args.library == "hf":
+            models[_patched_label(backend, args)] = hf_swin.patch(copy.deepcopy(stock), backend)
+        else:
+            models[_patched_label(backend, args)] = sk.patch_timm_swin(copy.deepcopy(stock), backend=backend)
+    if args.ours and args.library == "timm":
         from semask_models.backbones.swin import SwinBackbone
         from semask_models.convert import load_swin_backbone
 
@@ -84,7 +93,7 @@ def _models(stock, args, device, dtype):
 def _backend_of(label: str, args, device, dtype) -> str:
     """What a contender's attention runs: "timm" for stock, else the backend its ops pick for a Swin shape."""
     if label.startswith("stock"):
-        return "timm"
+        return "transformers" if args.library == "hf" else "timm"
     requested = args.backends[0]
     for backend in args.backends:
         if label.startswith(_patched_label(backend, args)):
@@ -102,14 +111,24 @@ def run(args) -> list[dict]:
     meta = run_metadata(device)
     rows = []
     print(f"device: {meta['device']} | torch {meta['torch']} | triton {meta['triton']} | timm {meta['timm']}")
+    if args.library == "hf":
+        import transformers
+
+        meta = {**meta, "transformers": transformers.__version__}
+        print(f"library: Hugging Face transformers {transformers.__version__} (stock vs sk.patch_hf_swin)")
     if device.type == "cpu":
         print(f"NOTE: CPU run (batch {', '.join(map(str, args.batch))}, {args.repeats} repeats). No fused kernel "
               f"runs on a CPU: the patched model uses the plain-PyTorch path. These are CPU numbers, not GPU "
               f"numbers, and say nothing about the fused kernels' speed.")
     for variant in args.variants:
         for img_size in args.img_size:
-            stock = timm.create_model(MODELS[variant], pretrained=False, img_size=img_size,
-                                      strict_img_size=False).to(device=device, dtype=dtype)
+            if args.library == "hf":
+                stock, model_name = hf_swin.create(variant, img_size), hf_swin.NAMES[variant]
+            else:
+                stock = timm.create_model(MODELS[variant], pretrained=False, img_size=img_size,
+                                          strict_img_size=False)
+                model_name = MODELS[variant]
+            stock = stock.to(device=device, dtype=dtype)
             models = _models(stock, args, device, dtype)
             for batch in args.batch:
                 x = torch.randn(batch, 3, img_size, img_size, device=device, dtype=dtype)
@@ -126,14 +145,14 @@ def run(args) -> list[dict]:
                             t = time_fn(fn, device, warmup=args.warmup, repeats=args.repeats)
                             backend = _backend_of(label, args, device, dtype)
                         except Exception as e:  # noqa: BLE001 - one contender failing (OOM, a backend) is reported
-                            print(f"  {MODELS[variant]} {img_size} batch {batch} {mode} {label}: failed: "
+                            print(f"  {model_name} {img_size} batch {batch} {mode} {label}: failed: "
                                   f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", flush=True)
                             if device.type == "cuda":
                                 torch.cuda.empty_cache()
                             continue
                         base = base if label != "stock" else t.median_ms
                         base_compiled = base_compiled if label != "stock+compile" else t.median_ms
-                        row = {**meta, "bench": "compare-swin", "model": MODELS[variant], "variant": label,
+                        row = {**meta, "bench": "compare-swin", "model": model_name, "variant": label,
                                "backend": backend, "mode": mode, "dtype": args.dtype, "batch": batch,
                                "img_size": img_size, "median_ms": t.median_ms, "p10_ms": t.p10_ms,
                                "p90_ms": t.p90_ms, "img_per_s": batch / t.median_ms * 1e3,
@@ -143,7 +162,7 @@ def run(args) -> list[dict]:
                         rows.append(row)
                         _print([row], header=len(rows) == 1)
                         if not args.no_save:
-                            path = append_rows("compare_swin.jsonl", [row], args.jsonl)
+                            path = append_rows(RESULTS_FILE[args.library], [row], args.jsonl)
             if device.type == "cuda":
                 del models, stock
                 torch.cuda.empty_cache()
@@ -151,6 +170,8 @@ def run(args) -> list[dict]:
         from . import report
 
         print(f"results appended to {report.shown(path)}")
+        if args.library == "hf":  # the table and plot report stock timm runs; HF rows stay in their own file
+            return rows
         latest = report.latest_runs(path, report.COMMON_FIELDS + report.SUITE_FIELDS["compare_swin"])
         for written in report.report_compare_swin(latest, path.parent):
             print(f"wrote {report.shown(written)}")
@@ -176,6 +197,9 @@ def _print(rows: list[dict], header: bool = True) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", nargs="+", default=None, choices=sorted(MODELS),
                         help="Swin variants (default: T S B L on a GPU, T with --quick or on a CPU)")
+    parser.add_argument("--library", default="timm", choices=["timm", "hf"],
+                        help="the stock model: timm's Swin (patch_timm_swin) or Hugging Face transformers' "
+                             "SwinForImageClassification (patch_hf_swin); default timm")
     parser.add_argument("--modes", nargs="+", default=["inference", "train"], choices=["inference", "train"])
     parser.add_argument("--batch", type=at_least(1), nargs="+", default=None,
                         help="batch sizes (default 128 GPU, 1 CPU/--quick); several give throughput vs batch")

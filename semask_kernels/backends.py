@@ -144,6 +144,15 @@ def choose_backend(op: str, requested: str, *args) -> str:
     raise RuntimeError(f"{op}: no backend can run these arguments")  # the reference supports everything
 
 
+def resolve(op: str, backend: str, *args) -> str:
+    """The backend a custom op's kernel runs. The public functions pass the name ``choose_backend`` already
+    chose (returned as is, no second check); a TorchScript or FX graph calls the registered op directly with the
+    module's own setting, often "auto", which is resolved here on the op's arguments."""
+    if backend in _REGISTRY.get(op, {}):
+        return backend
+    return choose_backend(op, backend, *args)
+
+
 def available_backends() -> dict[str, dict[str, tuple[bool, str]]]:
     """``{op: {backend: (ok, reason)}}`` for every op and every backend name, in this process.
 

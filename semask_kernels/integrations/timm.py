@@ -5,10 +5,8 @@ so the state dict is unchanged and optimizers built before the patch keep workin
 """
 from __future__ import annotations
 
-import functools
 import logging
 
-import torch
 from torch import nn
 
 from ..nn import ShiftedWindowAttention, WindowAttention
@@ -17,13 +15,17 @@ logger = logging.getLogger("semask_kernels")
 LEVELS = ("attention", "block")
 
 
-def _unsupported(block) -> str | None:
+def _unsupported(block, level: str) -> str | None:
     """Why ``block`` cannot be patched faithfully, or None."""
+    from timm.models.swin_transformer import SwinTransformerBlock
     from timm.models.swin_transformer import WindowAttention as TimmWindowAttention
 
     attn = block.attn
     if isinstance(attn, (WindowAttention, ShiftedWindowAttention)):
         return "already patched"
+    if level == "block" and type(block) is not SwinTransformerBlock:
+        return (f"block is {type(block).__name__}, a subclass of timm's SwinTransformerBlock that may change its "
+                f"attention path (level='attention' patches only its WindowAttention)")
     if type(attn) is not TimmWindowAttention:
         return f"attention is {type(attn).__name__}, not timm's WindowAttention"
     if attn.attn_drop.p > 0:
@@ -51,11 +53,6 @@ def _heads_and_dim(attn) -> tuple[int, int, int]:
     return attn.num_heads, attn_dim // attn.num_heads, attn.qkv.in_features
 
 
-def _patched_block_attn(self, x: torch.Tensor) -> torch.Tensor:
-    """Replacement of ``SwinTransformerBlock._attn``: one fused op from the normed map to ``proj``."""
-    return self.attn(x, shift_size=self.shift_size)
-
-
 def _patch_block(block, level: str, backend: str) -> None:
     attn = block.attn
     heads, head_dim, dim = _heads_and_dim(attn)
@@ -67,9 +64,9 @@ def _patch_block(block, level: str, backend: str) -> None:
         new = ShiftedWindowAttention(dim, shift_size=tuple(block.shift_size), pad_order="roll_then_pad", **common)
     block.attn = _share(new, attn)
     if level == "block":
-        # a partial of a module-level function, not a bound method: it pickles (a bound method pickles as
-        # getattr(block, "_patched_block_attn"), which a loaded block does not have) and deep-copies
-        block._attn = functools.partial(_patched_block_attn, block)
+        from ._timm_block import FusedSwinTransformerBlock
+
+        block.__class__ = FusedSwinTransformerBlock  # its _attn is the one fused op; nothing else changes
 
 
 def patch_timm_swin(model: nn.Module, *, level: str = "block", backend: str = "auto") -> nn.Module:
@@ -85,7 +82,10 @@ def patch_timm_swin(model: nn.Module, *, level: str = "block", backend: str = "a
 
     Returns:
         ``model``, with the state-dict keys unchanged. Blocks that cannot be patched faithfully (attention dropout,
-        a non-timm attention) are left alone and the reason is logged at warning level.
+        a non-timm attention) are left alone and the reason is logged at warning level. At level "block" each
+        patched block becomes a ``FusedSwinTransformerBlock`` (a subclass of timm's block), so the model scripts
+        with ``torch.jit.script``, traces with ``torch.fx`` / timm's FX feature extraction and exports with
+        ``torch.export`` like the stock one.
 
     Example:
         >>> import timm, semask_kernels as sk
@@ -101,7 +101,7 @@ def patch_timm_swin(model: nn.Module, *, level: str = "block", backend: str = "a
     for name, module in model.named_modules():
         if not isinstance(module, SwinTransformerBlock):
             continue
-        reason = _unsupported(module)
+        reason = _unsupported(module, level)
         if reason is not None:
             logger.warning("patch_timm_swin: leaving %s alone: %s", name or "<model>", reason)
             skipped += 1

@@ -1,13 +1,31 @@
 """``ShiftedWindowAttention``: the attention of a Swin block on an NHWC map (qkv -> fused op -> proj)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
+import torch
+import torch.fx
 from torch import Tensor, nn
 
 from .. import _checks
 from ..ops.shifted_window_attention import shifted_window_attention
 from ._rel_pos import init_attention, resize_rel_pos
+
+
+def _attend(qkv: Tensor, table: Tensor, qkv_bias: Optional[Tensor], num_heads: int, window_size: List[int],
+            shift_size: List[int], scale: float, pad_order: str, mask_value: float, backend: str) -> Tensor:
+    """The op as the module calls it: eagerly the public function (checks, backend choice, the fast torch path);
+    under TorchScript, which compiles only the first branch, the registered op (it resolves "auto" itself)."""
+    if torch.jit.is_scripting():
+        return torch.ops.semask_kernels.shifted_window_attention(qkv, table, qkv_bias, num_heads, window_size,
+                                                                 shift_size, scale, pad_order, mask_value, backend)
+    return shifted_window_attention(qkv, table, num_heads=num_heads, window_size=window_size,
+                                    shift_size=shift_size, scale=scale, qkv_bias=qkv_bias, pad_order=pad_order,
+                                    mask_value=mask_value, backend=backend)
+
+
+# torch.fx: a leaf node (the checks inside cannot take Proxies); a traced graph still scripts, as _attend does
+torch.fx.wrap("_attend")
 
 
 class ShiftedWindowAttention(nn.Module):
@@ -45,15 +63,15 @@ class ShiftedWindowAttention(nn.Module):
     def set_window_size(self, window_size) -> None:
         resize_rel_pos(self, _checks.pair("window_size", window_size))
 
-    def forward(self, x: Tensor, shift_size=None) -> Tensor:
+    def forward(self, x: Tensor, shift_size: Optional[Tuple[int, int]] = None) -> Tensor:
         """x: (B, H, W, C) -> (B, H, W, C). ``shift_size`` overrides the module's (a timm block passes its own)."""
         qkv = self.qkv(x)
         bias = self.qkv.bias
-        out = shifted_window_attention(
-            qkv, self.relative_position_bias_table.to(qkv.dtype), num_heads=self.num_heads,
-            window_size=self.window_size, shift_size=self.shift_size if shift_size is None else shift_size,
-            scale=self.scale, qkv_bias=None if bias is None else bias.to(qkv.dtype), pad_order=self.pad_order,
-            mask_value=self.mask_value, backend=self.backend)
+        shift = self.shift_size if shift_size is None else shift_size
+        qkv_bias = None if bias is None else bias.to(qkv.dtype)
+        out = _attend(qkv, self.relative_position_bias_table.to(qkv.dtype), qkv_bias, self.num_heads,
+                      [self.window_size[0], self.window_size[1]], [shift[0], shift[1]], self.scale, self.pad_order,
+                      self.mask_value, self.backend)
         return self.proj_drop(self.proj(out))
 
     def extra_repr(self) -> str:

@@ -1,13 +1,29 @@
 """``WindowAttention``: timm's ``WindowAttention`` module (same parameter and buffer names) on the fused op."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
+import torch
+import torch.fx
 from torch import Tensor, nn
 
 from .. import _checks
 from ..ops.window_attention import window_attention
 from ._rel_pos import init_attention, resize_rel_pos
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, table: Tensor, window_size: List[int], mask: Optional[Tensor],
+            scale: float, backend: str) -> Tensor:
+    """The op as the module calls it: eagerly the public function (checks, backend choice, the fast torch path);
+    under TorchScript, which compiles only the first branch, the registered op (it resolves "auto" itself)."""
+    if torch.jit.is_scripting():
+        return torch.ops.semask_kernels.window_attention(q, k, v, table, window_size, mask, scale, backend)
+    return window_attention(q, k, v, bias_table=table, window_size=window_size, mask=mask, scale=scale,
+                            backend=backend)
+
+
+# torch.fx: a leaf node (the checks inside cannot take Proxies); a traced graph still scripts, as _attend does
+torch.fx.wrap("_attend")
 
 
 class WindowAttention(nn.Module):
@@ -49,9 +65,8 @@ class WindowAttention(nn.Module):
         b_, n, _ = x.shape
         q, k, v = self.qkv(x).reshape(b_, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         table = self.relative_position_bias_table.to(q.dtype)  # autocast gives bf16 q, the table stays fp32
-        out = window_attention(q, k, v, bias_table=table, window_size=self.window_size,
-                               mask=None if mask is None else mask.to(q.dtype), scale=self.scale,
-                               backend=self.backend)
+        out = _attend(q, k, v, table, [self.window_size[0], self.window_size[1]],
+                      None if mask is None else mask.to(q.dtype), self.scale, self.backend)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b_, n, -1)))
 
     def extra_repr(self) -> str:

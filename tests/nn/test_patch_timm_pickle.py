@@ -7,8 +7,10 @@ import pickle
 import pytest
 import timm
 import torch
+from timm.models.swin_transformer import SwinTransformerBlock
 
 import semask_kernels as sk
+from semask_kernels.integrations._timm_block import FusedSwinTransformerBlock
 from semask_kernels.nn import ShiftedWindowAttention
 
 
@@ -38,8 +40,9 @@ def test_patched_model_survives(how, roundtrip):
     expected = model(x)
     copy_ = roundtrip(model)
     assert torch.equal(copy_(x), expected)
-    blocks = [m for m in copy_.modules() if type(m).__name__ == "SwinTransformerBlock"]
-    assert blocks and all(isinstance(b.attn, ShiftedWindowAttention) for b in blocks)
+    blocks = [m for m in copy_.modules() if isinstance(m, SwinTransformerBlock)]
+    assert blocks and all(type(b) is FusedSwinTransformerBlock for b in blocks)
+    assert all(isinstance(b.attn, ShiftedWindowAttention) for b in blocks)
     # each block of the copy calls its own attention, not the original model's
     with torch.no_grad():
         for p in model.parameters():

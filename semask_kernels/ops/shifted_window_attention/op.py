@@ -27,8 +27,8 @@ backends.register_module(OP, "triton", triton, verified=True)
 @torch.library.custom_op("semask_kernels::shifted_window_attention", mutates_args=())
 def _swa(qkv: Tensor, bias_table: Tensor, qkv_bias: Optional[Tensor], num_heads: int, window_size: Sequence[int],
          shift_size: Sequence[int], scale: float, pad_order: str, mask_value: float, backend: str) -> Tensor:
-    return backends.get_backend(OP, backend).forward(qkv, bias_table, qkv_bias, num_heads, list(window_size),
-                                                     list(shift_size), scale, pad_order, mask_value)
+    args = (qkv, bias_table, qkv_bias, num_heads, list(window_size), list(shift_size), scale, pad_order, mask_value)
+    return backends.get_backend(OP, backends.resolve(OP, backend, *args)).forward(*args)
 
 
 @_swa.register_fake
@@ -55,7 +55,8 @@ def _(grad, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale
 def _setup_context(ctx, inputs, output):
     qkv, bias_table, qkv_bias, *rest = inputs
     ctx.save_for_backward(qkv, bias_table, qkv_bias)
-    ctx.rest = rest  # num_heads, window_size, shift_size, scale, pad_order, mask_value, backend
+    backend = backends.resolve(OP, rest[-1], qkv, bias_table, qkv_bias, *rest[:-1])  # "auto" from TorchScript
+    ctx.rest = rest[:-1] + [backend]  # num_heads, window_size, shift_size, scale, pad_order, mask_value, backend
 
 
 def _backward(ctx, grad):

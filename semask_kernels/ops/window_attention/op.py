@@ -22,7 +22,8 @@ backends.register_module(OP, "triton", triton, verified=True)
 @torch.library.custom_op("semask_kernels::window_attention", mutates_args=())
 def _window_attention(q: Tensor, k: Tensor, v: Tensor, bias_table: Optional[Tensor], window_size: Sequence[int],
                       mask: Optional[Tensor], scale: float, backend: str) -> Tensor:
-    return backends.get_backend(OP, backend).forward(q, k, v, bias_table, list(window_size), mask, scale)
+    args = (q, k, v, bias_table, list(window_size), mask, scale)
+    return backends.get_backend(OP, backends.resolve(OP, backend, *args)).forward(*args)
 
 
 @_window_attention.register_fake
@@ -48,7 +49,8 @@ def _(grad, q, k, v, bias_table, window_size, mask, scale, backend):
 def _setup_context(ctx, inputs, output):
     q, k, v, bias_table, window_size, mask, scale, backend = inputs
     ctx.save_for_backward(q, k, v, bias_table, mask)
-    ctx.window_size, ctx.scale, ctx.backend = window_size, scale, backend
+    ctx.window_size, ctx.scale = window_size, scale
+    ctx.backend = backends.resolve(OP, backend, q, k, v, bias_table, list(window_size), mask, scale)  # TorchScript
 
 
 def _backward(ctx, grad):
