@@ -69,7 +69,8 @@ def _patch_block(block, level: str, backend: str) -> None:
         block.__class__ = FusedSwinTransformerBlock  # its _attn is the one fused op; nothing else changes
 
 
-def patch_timm_swin(model: nn.Module, *, level: str = "block", backend: str = "auto") -> nn.Module:
+def patch_timm_swin(model: nn.Module, *, level: str = "block", backend: str = "auto",
+                    strict: bool = False) -> nn.Module:
     """Replace the window attention of every timm ``SwinTransformerBlock`` in ``model`` by the fused ops.
 
     Args:
@@ -78,7 +79,8 @@ def patch_timm_swin(model: nn.Module, *, level: str = "block", backend: str = "a
         level: "block" replaces the whole attention path of a block (roll, pad, partition, attention, reverse,
             crop, roll back) by ``shifted_window_attention``; "attention" replaces only timm's ``WindowAttention``
             by ``window_attention`` and keeps timm's roll/pad/partition around it.
-        backend: the ops' backend ("auto", "reference", "triton", "cuda").
+        backend: the ops' backend ("auto", "reference", "torch", "triton", "cuda").
+        strict: raise (instead of warning) when ``model`` holds no timm Swin block at all.
 
     Returns:
         ``model``, with the state-dict keys unchanged. Blocks that cannot be patched faithfully (attention dropout,
@@ -91,6 +93,8 @@ def patch_timm_swin(model: nn.Module, *, level: str = "block", backend: str = "a
         >>> import timm, semask_kernels as sk
         >>> model = sk.patch_timm_swin(timm.create_model("swin_tiny_patch4_window7_224"))
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"patch_timm_swin: model must be a torch.nn.Module, got {type(model).__name__}")
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     try:
@@ -108,5 +112,11 @@ def patch_timm_swin(model: nn.Module, *, level: str = "block", backend: str = "a
             continue
         _patch_block(module, level, backend)
         patched += 1
+    if patched + skipped == 0:
+        message = (f"patch_timm_swin: {type(model).__name__} holds no timm SwinTransformerBlock; nothing was "
+                   f"patched (SwinV2 and other Swin implementations are not covered)")
+        if strict:
+            raise ValueError(message)
+        logger.warning(message)
     logger.info("patch_timm_swin: patched %d blocks at level %r, left %d alone", patched, level, skipped)
     return model
