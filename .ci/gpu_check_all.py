@@ -135,6 +135,21 @@ def _gpu_reason() -> str | None:
     return None
 
 
+def _skipped_without_gpu(s: Session, name: str, log: str) -> bool:
+    """Without a GPU: say so in the phase's log and the summary, and tell the caller to skip the phase."""
+    reason = _gpu_reason()
+    if reason:
+        with (s.out / log).open("a") as f:
+            f.write(f"===== {name}: {reason}\n")
+        s.record(name, "skipped", 0.0, reason)
+    return reason is not None
+
+
+def _extension_info() -> str:
+    """The extension's build info as the test processes will see it, or why it does not load."""
+    return _sh(f"{sys.executable} -c 'from semask_kernels import _ext; print(_ext.build_info() or _ext.EXT_ERROR)'")
+
+
 def phase_env(s: Session) -> None:
     start = time.monotonic()
     import torch
@@ -184,8 +199,7 @@ def wait_build(s: Session, build, cap: float) -> None:
     if status != "ok":  # semask_models must still import for the later phases: a pure-Python editable install
         s.run("build-pure-python", [sys.executable, "-m", "pip", "install", "--no-build-isolation", "--no-deps",
                                     "--no-index", "-e", "."], "build.log", 60, env={"SEMASK_BUILD_CUDA": "0"})
-    s.summary["extension"] = _sh(f"{sys.executable} -c 'from semask_kernels import _ext; "
-                                 f"print(_ext.build_info() or _ext.EXT_ERROR)'")
+    s.summary["extension"] = _extension_info()
     s.record("build", status, time.monotonic() - start)
 
 
@@ -199,11 +213,7 @@ def _pytest(s: Session, files: list[str], extra: list[str] | None = None) -> lis
 
 
 def phase_tests(s: Session, name: str, files: list[str], cap: float, extra: list[str] | None = None) -> None:
-    reason = _gpu_reason()
-    if reason:
-        with (s.out / "tests.log").open("a") as f:
-            f.write(f"===== {name}: {reason}\n")
-        s.record(name, "skipped", 0.0, reason)
+    if _skipped_without_gpu(s, name, "tests.log"):
         return
     xml = Path(f"/tmp/gpu-check-{name}.xml")
     xml.unlink(missing_ok=True)
@@ -250,11 +260,7 @@ def _tally(s: Session) -> None:
 
 
 def phase_bench(s: Session, name: str, args: list[str], cap: float) -> None:
-    reason = _gpu_reason()
-    if reason:
-        with (s.out / "bench.log").open("a") as f:
-            f.write(f"===== {name}: {reason}\n")
-        s.record(name, "skipped", 0.0, reason)
+    if _skipped_without_gpu(s, name, "bench.log"):
         return
     cmd = [sys.executable, "-m", "benchmarks", *args, "--jsonl", str(s.out / "bench.jsonl")]
     status, seconds = s.run(name, cmd, "bench.log", cap,
@@ -302,8 +308,7 @@ def main(argv=None) -> int:
         phase_tests(s, "tests-triton", FIRST_TESTS["tests-triton"], cap=150)
     wait_build(s, build, cap=150)
     if "extension" not in s.summary:
-        s.summary["extension"] = _sh(f"{sys.executable} -c 'from semask_kernels import _ext; "
-                                     f"print(_ext.build_info() or _ext.EXT_ERROR)'")
+        s.summary["extension"] = _extension_info()
     if wanted("tests-cuda"):
         phase_tests(s, "tests-cuda", FIRST_TESTS["tests-cuda"], cap=90)
     built = "'ops'" in s.summary.get("extension", "")  # build_info() printed: the extension loads
