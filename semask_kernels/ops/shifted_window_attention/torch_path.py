@@ -129,11 +129,6 @@ def layout(h, w, window, shift, pad_order, mask_value, device) -> Layout:
     return found
 
 
-def _use_sdpa(q: Tensor, needs_grad: bool) -> bool:
-    """Fused SDPA pays on CUDA; on the CPU its kernels lose to matmul + softmax at Swin's small windows."""
-    return q.is_cuda
-
-
 def shifted_window_attention(qkv: Tensor, bias_table: Tensor, qkv_bias: Optional[Tensor], num_heads: int,
                              window_size, shift_size, scale: float, pad_order: str, mask_value: float) -> Tensor:
     """(B, H, W, 3C) -> (B, H, W, C); arguments as ``reference.shifted_window_attention``, already validated."""
@@ -147,12 +142,10 @@ def shifted_window_attention(qkv: Tensor, bias_table: Tensor, qkv_bias: Optional
     windows = _Partition.apply(qkv.reshape(b, h * w, c3), fill, lay)  # (B, nW·N, 3C)
     nw = windows.shape[1] // n
     q, k, v = windows.view(b * nw, n, 3, num_heads, d).permute(2, 0, 3, 1, 4).unbind(0)  # (B·nW, nH, N, d)
-    bias = bias_table[lay.rel_index].view(n, n, num_heads).permute(2, 0, 1)  # (nH, N, N)
+    bias = bias_table[lay.rel_index].view(n, n, num_heads).permute(2, 0, 1).unsqueeze(0)  # (1, nH, N, N)
     if lay.mask is not None:
-        bias = bias.unsqueeze(0) + lay.mask.to(bias.dtype)  # (nW, nH, N, N)
-    else:
-        bias = bias.unsqueeze(0)  # (1, nH, N, N)
-    if _use_sdpa(q, qkv.requires_grad or bias_table.requires_grad):
+        bias = bias + lay.mask.to(bias.dtype)  # (nW, nH, N, N)
+    if q.is_cuda:  # fused SDPA pays on CUDA; on the CPU its kernels lose to matmul + softmax at these windows
         q5, k5, v5 = (t.view(b, nw, num_heads, n, d) for t in (q, k, v))
         out = F.scaled_dot_product_attention(q5, k5, v5, attn_mask=bias.to(q.dtype), scale=scale)
     else:
