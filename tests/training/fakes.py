@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 # A SeMask-Swin FPN small enough for a few CPU iterations per second, on 32-40 px synthetic images.
@@ -66,3 +67,11 @@ def make_folder(root: Path, n: int = 2, classes=("sky", "road", "car")) -> Path:
                        label_map(12, 12, list(range(len(classes))) + [255], seed=i), seed=i)
     (root / "classes.txt").write_text("\n".join(classes) + "\n")
     return root
+
+
+def tiny_model(seed: int = 0):
+    """A SeMask-Swin FPN of one block per stage and 8 channels, seeded: the checkpoint tests' model."""
+    from semask_models.zoo import build_model
+    torch.manual_seed(seed)
+    return build_model("semask_swin_t_fpn", num_classes=3, embed_dim=8, depths=(1, 1, 1, 1),
+                       num_heads=(1, 1, 1, 1), window_size=2, head_channels=8)

@@ -16,12 +16,7 @@ from semask_models.checkpoint import (
     set_rng_state,
 )
 from semask_models.zoo import build_model
-
-
-def _model(seed=0):
-    torch.manual_seed(seed)
-    return build_model("semask_swin_t_fpn", num_classes=3, embed_dim=8, depths=(1, 1, 1, 1),
-                       num_heads=(1, 1, 1, 1), window_size=2, head_channels=8)
+from tests.training.fakes import tiny_model as _model
 
 
 def _state(model):

@@ -20,13 +20,7 @@ from semask_models.checkpoint import (
     save_checkpoint,
 )
 from semask_models.convert import load_checkpoint
-from semask_models.zoo import build_model
-
-
-def _model(seed=0):
-    torch.manual_seed(seed)
-    return build_model("semask_swin_t_fpn", num_classes=3, embed_dim=8, depths=(1, 1, 1, 1),
-                       num_heads=(1, 1, 1, 1), window_size=2, head_channels=8)
+from tests.training.fakes import tiny_model as _model
 
 
 def test_pruning_keeps_the_checkpoint_just_written_even_below_older_iterations(tmp_path):
