@@ -12,13 +12,14 @@ from ..ops._windows import relative_position_index
 def init_attention(module: nn.Module, dim: int, num_heads: int, head_dim, window_size, qkv_bias: bool,
                    proj_drop: float, device=None, dtype=None) -> None:
     """Give ``module`` timm ``WindowAttention``'s attributes and parameters: ``dim``, ``num_heads``,
-    ``window_size``, ``scale``, ``relative_position_bias_table`` (+ index buffer), ``qkv``, ``proj``,
+    ``window_size``, ``attn_dim``, ``scale``, ``relative_position_bias_table`` (+ index buffer), ``qkv``, ``proj``,
     ``proj_drop``."""
     module.dim = _checks.positive_int("dim", dim)
     module.num_heads = _checks.positive_int("num_heads", num_heads)
     module.window_size = _checks.pair("window_size", window_size)
     head_dim = head_dim or dim // num_heads
     attn_dim = head_dim * num_heads
+    module.attn_dim = attn_dim  # nH·d: q, k, v channels each
     module.scale = head_dim ** -0.5
     init_rel_pos(module, module.window_size, num_heads, device=device, dtype=dtype)
     module.qkv = nn.Linear(dim, attn_dim * 3, bias=qkv_bias, device=device, dtype=dtype)

@@ -7,8 +7,9 @@ import torch
 import torch.fx
 from torch import Tensor, nn
 
-from .. import _checks
-from ..ops.shifted_window_attention import shifted_window_attention
+from .. import _checks, backends
+from ..ops.shifted_window_attention import shifted_window_attention, torch_path
+from ..ops.shifted_window_attention.op import OP
 from ._rel_pos import init_attention, resize_rel_pos
 
 
@@ -65,14 +66,55 @@ class ShiftedWindowAttention(nn.Module):
 
     def forward(self, x: Tensor, shift_size: Optional[Tuple[int, int]] = None) -> Tensor:
         """x: (B, H, W, C) -> (B, H, W, C). ``shift_size`` overrides the module's (a timm block passes its own)."""
-        qkv = self.qkv(x)
-        bias = self.qkv.bias
         shift = self.shift_size if shift_size is None else shift_size
-        qkv_bias = None if bias is None else bias.to(qkv.dtype)
-        out = _attend(qkv, self.relative_position_bias_table.to(qkv.dtype), qkv_bias, self.num_heads,
-                      [self.window_size[0], self.window_size[1]], [shift[0], shift[1]], self.scale, self.pad_order,
-                      self.mask_value, self.backend)
+        if torch.jit.is_scripting():
+            qkv = self.qkv(x)
+            out = self._through_op(qkv, self.qkv.bias, shift)
+        elif self._plain_path(x, shift):
+            out = torch_path.from_input(x, self.qkv, self.relative_position_bias_table, self.num_heads,
+                                        self.window_size, (shift[0], shift[1]), self.scale, self.pad_order,
+                                        self.mask_value)
+        else:
+            qkv = self.qkv(x)
+            out = self._through_op(qkv, self._padding_qkv(x), shift)
         return self.proj_drop(self.proj(out))
+
+    def _through_op(self, qkv: Tensor, bias: Optional[Tensor], shift: Tuple[int, int]) -> Tensor:
+        """The op on the qkv map (whichever backend it picks); ``bias``: the q, k, v of padded tokens."""
+        qkv_bias = None if bias is None else bias.to(qkv.dtype)
+        return _attend(qkv, self.relative_position_bias_table.to(qkv.dtype), qkv_bias, self.num_heads,
+                       [self.window_size[0], self.window_size[1]], [shift[0], shift[1]], self.scale, self.pad_order,
+                       self.mask_value, self.backend)
+
+    @torch.jit.unused
+    def _padding_qkv(self, x: Tensor) -> Optional[Tensor]:
+        """qkv of a zero (padded) input: the Linear's bias, or, for a wrapped qkv (an adapter), its output on 0."""
+        if isinstance(self.qkv, nn.Linear):
+            return self.qkv.bias
+        return self.qkv(x.new_zeros(1, x.shape[-1]))[0]
+
+    @torch.jit.unused
+    def _plain_path(self, x, shift) -> bool:
+        """Whether the op would run its plain-PyTorch path here: then the module runs it from x (the qkv Linear on
+        windowed rows, C channels gathered instead of 3C; ``torch_path.from_input``). Not under FX tracing (the
+        op stays one leaf node), autocast (the qkv dtype is autocast's) or with input errors (the op reports them).
+        """
+        if isinstance(x, torch.fx.Proxy) or not isinstance(x, Tensor) or x.dim() != 4 or x.numel() == 0 \
+                or not x.is_floating_point() or torch.is_autocast_enabled(x.device.type):
+            return False
+        if any(not 0 <= s < w for s, w in zip(shift, self.window_size)):
+            return False  # the op path rejects it with its reason
+        c3 = 3 * self.attn_dim
+        # a stand-in with the qkv's shape, dtype and device: what the backends' capability checks read
+        like = x.new_empty(()).expand(*x.shape[:-1], c3)
+        table = self.relative_position_bias_table
+        try:
+            name = backends.choose_backend(OP, self.backend, like, table, None, self.num_heads,
+                                           list(self.window_size), [shift[0], shift[1]], self.scale,
+                                           self.pad_order, self.mask_value)
+        except RuntimeError:  # a requested backend that cannot run: the op path raises it with its reason
+            return False
+        return name == "torch"
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, num_heads={self.num_heads}, window_size={self.window_size}, "

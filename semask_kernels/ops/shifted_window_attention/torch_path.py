@@ -9,11 +9,13 @@ Same function as the reference (``reference.py``), computed with fewer passes ov
   per parameter value; the (nH, N, N) relative-position bias is gathered once per call, like timm;
 - attention is ``F.scaled_dot_product_attention`` with the bias (+ mask) as its additive mask where PyTorch has a
   fused kernel for it, else matmul + softmax + matmul; autograd runs straight through these ops (no recomputed
-  forward), and ``torch.compile`` sees plain ops to fuse (the caches are bypassed while compiling).
+  forward), and ``torch.compile`` sees plain ops to fuse (the caches are bypassed while compiling);
+- ``from_input`` starts one step earlier, from the block's normed input, and gathers its C channels before the
+  qkv Linear (as timm partitions x, not qkv): what ``nn.ShiftedWindowAttention`` runs when this path is chosen.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -129,18 +131,12 @@ def layout(h, w, window, shift, pad_order, mask_value, device) -> Layout:
     return found
 
 
-def shifted_window_attention(qkv: Tensor, bias_table: Tensor, qkv_bias: Optional[Tensor], num_heads: int,
-                             window_size, shift_size, scale: float, pad_order: str, mask_value: float) -> Tensor:
-    """(B, H, W, 3C) -> (B, H, W, C); arguments as ``reference.shifted_window_attention``, already validated."""
-    b, h, w, c3 = qkv.shape
+def _attend(windows: Tensor, bias_table: Tensor, num_heads: int, n: int, scale: float, lay: Layout) -> Tensor:
+    """Attention inside each window: (B, nW·N, 3C) windowed qkv rows -> (B, nW·N, C) windowed outputs."""
+    b, slots, c3 = windows.shape
     c = c3 // 3
     d = c // num_heads
-    wh, ww = window_size
-    n = wh * ww
-    lay = layout(h, w, window_size, shift_size, pad_order, mask_value, qkv.device)
-    fill = qkv_bias if qkv_bias is not None else qkv.new_zeros(c3)
-    windows = _Partition.apply(qkv.reshape(b, h * w, c3), fill, lay)  # (B, nW·N, 3C)
-    nw = windows.shape[1] // n
+    nw = slots // n
     q, k, v = windows.view(b * nw, n, 3, num_heads, d).permute(2, 0, 3, 1, 4).unbind(0)  # (B·nW, nH, N, d)
     bias = bias_table[lay.rel_index].view(n, n, num_heads).permute(2, 0, 1).unsqueeze(0)  # (1, nH, N, N)
     if lay.mask is not None:
@@ -152,8 +148,33 @@ def shifted_window_attention(qkv: Tensor, bias_table: Tensor, qkv_bias: Optional
         attn = (q * scale) @ k.transpose(-2, -1)
         attn = attn.view(b, nw, num_heads, n, n) + bias
         out = attn.softmax(dim=-1).view(b * nw, num_heads, n, n) @ v
-    out = out.reshape(b, nw, num_heads, n, d).permute(0, 1, 3, 2, 4).reshape(b, nw * n, c)
-    return _Reverse.apply(out, lay).view(b, h, w, c)
+    return out.reshape(b, nw, num_heads, n, d).permute(0, 1, 3, 2, 4).reshape(b, slots, c)
+
+
+def shifted_window_attention(qkv: Tensor, bias_table: Tensor, qkv_bias: Optional[Tensor], num_heads: int,
+                             window_size, shift_size, scale: float, pad_order: str, mask_value: float) -> Tensor:
+    """(B, H, W, 3C) -> (B, H, W, C); arguments as ``reference.shifted_window_attention``, already validated."""
+    b, h, w, c3 = qkv.shape
+    lay = layout(h, w, window_size, shift_size, pad_order, mask_value, qkv.device)
+    fill = qkv_bias if qkv_bias is not None else qkv.new_zeros(c3)
+    windows = _Partition.apply(qkv.reshape(b, h * w, c3), fill, lay)  # (B, nW·N, 3C)
+    out = _attend(windows, bias_table, num_heads, window_size[0] * window_size[1], scale, lay)
+    return _Reverse.apply(out, lay).view(b, h, w, c3 // 3)
+
+
+def from_input(x: Tensor, qkv: Callable[[Tensor], Tensor], bias_table: Tensor, num_heads: int, window_size,
+               shift_size, scale: float, pad_order: str, mask_value: float) -> Tensor:
+    """The same attention from the block's normed input: x (B, H, W, C) -> (B, H, W, C') before ``proj``.
+
+    ``qkv`` (the block's qkv Linear, or any token-wise module) runs on the windowed rows of x, as in timm, so the
+    gathers move C channels instead of 3C; padding slots hold zero inputs, hence ``qkv(0)`` (its bias) as q, k, v,
+    which is the op's padding rule. ``window_size``/``shift_size`` are (h, w) pairs, ``scale`` a float.
+    """
+    b, h, w, c = x.shape
+    lay = layout(h, w, window_size, shift_size, pad_order, mask_value, x.device)
+    windows = qkv(_Partition.apply(x.reshape(b, h * w, c), x.new_zeros(()).expand(c), lay))  # (B, nW·N, 3C')
+    out = _attend(windows, bias_table.to(windows.dtype), num_heads, window_size[0] * window_size[1], scale, lay)
+    return _Reverse.apply(out, lay).view(b, h, w, out.shape[-1])
 
 
 # ---------------------------------------------------------------------------------------------- backend contract
