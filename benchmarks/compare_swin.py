@@ -19,7 +19,7 @@ import torch
 import semask_kernels as sk
 
 from . import hf_swin
-from .harness import append_rows, at_least, run_metadata, time_fn
+from .harness import append_rows, at_least, run_metadata, time_contenders
 
 RESULTS_FILE = {"timm": "compare_swin.jsonl", "hf": "compare_swin_hf.jsonl"}
 MODELS = {"T": "swin_tiny_patch4_window7_224", "S": "swin_small_patch4_window7_224",
@@ -48,6 +48,15 @@ def _infer(model, x):
         with torch.inference_mode():
             model(x)
     return run
+
+
+def _step(model, x, mode: str):
+    """What one timed call of ``model`` does in ``mode``: an inference forward, or a train step with its own SGD."""
+    if mode == "inference":
+        model.eval()
+        return _infer(model, x)
+    model.train()
+    return _train_step(model, x, torch.optim.SGD(model.parameters(), lr=1e-6))
 
 
 def _patched_label(backend: str, args) -> str:
@@ -133,32 +142,24 @@ def run(args) -> list[dict]:
             for batch in args.batch:
                 x = torch.randn(batch, 3, img_size, img_size, device=device, dtype=dtype)
                 for mode in args.modes:
-                    base = base_compiled = None
-                    for label, model in models.items():
-                        try:
-                            if mode == "inference":
-                                model.eval()
-                                fn = _infer(model, x)
-                            else:
-                                model.train()
-                                fn = _train_step(model, x, torch.optim.SGD(model.parameters(), lr=1e-6))
-                            t = time_fn(fn, device, warmup=args.warmup, repeats=args.repeats)
-                            backend = _backend_of(label, args, device, dtype)
-                        except Exception as e:  # noqa: BLE001 - one contender failing (OOM, a backend) is reported
-                            print(f"  {model_name} {img_size} batch {batch} {mode} {label}: failed: "
-                                  f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", flush=True)
-                            if device.type == "cuda":
-                                torch.cuda.empty_cache()
-                            continue
-                        base = base if label != "stock" else t.median_ms
-                        base_compiled = base_compiled if label != "stock+compile" else t.median_ms
+                    fns = {label: _step(model, x, mode) for label, model in models.items()}
+                    contest = time_contenders(fns, device, warmup=args.warmup, repeats=args.repeats,
+                                              interleave=args.interleave)
+                    for label, e in contest.failures.items():
+                        print(f"  {model_name} {img_size} batch {batch} {mode} {label}: failed: "
+                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", flush=True)
+                    for label, t in contest.timings.items():
+                        vs_stock = contest.speedup(label, "stock") or (None, None, None)
+                        vs_compiled = contest.speedup(label, "stock+compile") or (None, None, None)
                         row = {**meta, "bench": "compare-swin", "model": model_name, "variant": label,
-                               "backend": backend, "mode": mode, "dtype": args.dtype, "batch": batch,
-                               "img_size": img_size, "median_ms": t.median_ms, "p10_ms": t.p10_ms,
-                               "p90_ms": t.p90_ms, "img_per_s": batch / t.median_ms * 1e3,
-                               "peak_mem_mb": t.peak_mem_mb,
-                               "speedup_vs_stock": base / t.median_ms if base else None,
-                               "speedup_vs_stock_compiled": base_compiled / t.median_ms if base_compiled else None}
+                               "backend": _backend_of(label, args, device, dtype), "mode": mode,
+                               "dtype": args.dtype, "batch": batch, "img_size": img_size,
+                               "median_ms": t.median_ms, "p10_ms": t.p10_ms, "p90_ms": t.p90_ms,
+                               "repeats": t.repeats, "interleaved": contest.interleaved,
+                               "img_per_s": batch / t.median_ms * 1e3, "peak_mem_mb": t.peak_mem_mb,
+                               "speedup_vs_stock": vs_stock[0], "speedup_vs_stock_p10": vs_stock[1],
+                               "speedup_vs_stock_p90": vs_stock[2],
+                               "speedup_vs_stock_compiled": vs_compiled[0]}
                         rows.append(row)
                         _print([row], header=len(rows) == 1)
                         if not args.no_save:
@@ -179,19 +180,26 @@ def run(args) -> list[dict]:
 
 
 
+def _ratio(r: dict) -> str:
+    if not r["speedup_vs_stock"]:
+        return "-"
+    if r.get("speedup_vs_stock_p10") is None:
+        return f"{r['speedup_vs_stock']:.2f}x"
+    return f"{r['speedup_vs_stock']:.2f}x ({r['speedup_vs_stock_p10']:.2f}-{r['speedup_vs_stock_p90']:.2f})"
+
+
 def _print(rows: list[dict], header: bool = True) -> None:
     title = f"{'model':<30} {'size':>5} {'batch':>5} {'mode':<10} {'variant':<24} {'backend':<10} {'ms':>9} " \
-            f"{'p10-p90':>15} {'img/s':>8} {'peak MB':>8} {'vs stock':>8} {'vs compiled':>11}"
+            f"{'p10-p90':>15} {'img/s':>8} {'peak MB':>8} {'vs stock (p10-p90)':>20} {'vs compiled':>11}"
     if header:
         print(title)
         print("-" * len(title))
     for r in rows:
         mem = f"{r['peak_mem_mb']:.0f}" if r["peak_mem_mb"] is not None else "n/a"
-        vs_stock = f"{r['speedup_vs_stock']:.2f}x" if r["speedup_vs_stock"] else "-"
         vs_compiled = f"{r['speedup_vs_stock_compiled']:.2f}x" if r["speedup_vs_stock_compiled"] else "-"
         print(f"{r['model']:<30} {r['img_size']:>5} {r['batch']:>5} {r['mode']:<10} {r['variant']:<24} "
               f"{r['backend']:<10} {r['median_ms']:>9.2f} {r['p10_ms']:>7.2f}-{r['p90_ms']:<7.2f} "
-              f"{r['img_per_s']:>8.1f} {mem:>8} {vs_stock:>8} {vs_compiled:>11}", flush=True)
+              f"{r['img_per_s']:>8.1f} {mem:>8} {_ratio(r):>20} {vs_compiled:>11}", flush=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -223,6 +231,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=at_least(1), default=None)
     parser.add_argument("--quick", action="store_true", help="the small preset (Swin-T 224, batch 1, 1 warm-up, "
                         "3 repeats, eager), the default on a CPU: about 2 minutes on 2 cores")
+    parser.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=None,
+                        help="time the contenders round-robin, one call each per round, and report the median "
+                             "and p10-p90 of the per-round speedups (cancels load changes on a shared machine; "
+                             "default: on a CPU)")
     parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results/")
 
 
@@ -233,6 +245,7 @@ def resolve_defaults(args) -> None:
     args.variants = args.variants or (["T"] if small else ["T", "S", "B", "L"])
     args.batch = args.batch or ([1] if small else [128])
     args.img_size = args.img_size or ([224] if small else [224, 512])
+    args.interleave = (not gpu) if args.interleave is None else args.interleave
     args.compile = args.compile_only or ((not small) if args.compile is None else args.compile)
     args.dtype = args.dtype or ("bf16" if gpu else "fp32")
     args.warmup = args.warmup if args.warmup is not None else (1 if small else 5)

@@ -62,6 +62,92 @@ def time_fn(fn: Callable[[], object], device: torch.device, warmup: int = 3, rep
     return Timing(statistics.median(times), _percentile(times, 0.1), _percentile(times, 0.9), repeats, peak)
 
 
+@dataclass
+class Contest:
+    """Timings of several contenders measured together (``time_contenders``): each one's ``Timing``, its per-call
+    times, and the contenders that raised."""
+    timings: dict[str, Timing]
+    times: dict[str, list[float]]
+    interleaved: bool
+    failures: dict[str, BaseException]
+
+    def speedup(self, name: str, baseline: str) -> tuple[float, float | None, float | None] | None:
+        """(median, p10, p90) speedup of ``name`` over ``baseline``: interleaved, of the per-round ratios (baseline
+        time / its time, in the same round); else the ratio of medians (no spread). None if either is missing."""
+        if name not in self.timings or baseline not in self.timings:
+            return None
+        if not self.interleaved:
+            return self.timings[baseline].median_ms / self.timings[name].median_ms, None, None
+        ratios = [b / t for b, t in zip(self.times[baseline], self.times[name])]
+        return statistics.median(ratios), _percentile(ratios, 0.1), _percentile(ratios, 0.9)
+
+
+def time_contenders(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int = 3, repeats: int = 10,
+                    interleave: bool = True) -> Contest:
+    """Time each ``fns[name]()`` ``repeats`` times after ``warmup`` calls (CUDA events on a GPU, with peak memory).
+
+    ``interleave``: one call of every contender per round, the order alternating (forward, then backward) so none
+    always runs first; a load change on a shared machine then hits every contender of a round alike and the
+    per-round ratios cancel it (``Contest.speedup``). Otherwise each contender's calls run back to back. A
+    contender that raises is dropped and reported in ``failures``.
+    """
+    failures: dict[str, BaseException] = {}
+    live = dict(fns)
+
+    def call(name: str) -> float | None:
+        try:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                live[name]()
+                end.record()
+                torch.cuda.synchronize(device)
+                return start.elapsed_time(end)
+            t0 = time.perf_counter()
+            live[name]()
+            return (time.perf_counter() - t0) * 1e3
+        except Exception as e:  # noqa: BLE001 - one contender failing (OOM, a backend) is reported, not fatal
+            failures[name] = e
+            del live[name]
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            return None
+
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    peaks: dict[str, float] = {}
+
+    def timed(name: str) -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        t = call(name)
+        if t is not None:
+            times[name].append(t)
+            if device.type == "cuda":
+                peaks[name] = max(peaks.get(name, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
+
+    if interleave:
+        for name in list(fns):
+            for _ in range(warmup):
+                if name in live:
+                    call(name)
+        for r in range(repeats):
+            for name in (list(live) if r % 2 == 0 else list(live)[::-1]):
+                timed(name)
+    else:
+        for name in list(fns):
+            for _ in range(warmup):
+                if name in live:
+                    call(name)
+            for _ in range(repeats):
+                if name in live:
+                    timed(name)
+    timings = {name: Timing(statistics.median(ts), _percentile(ts, 0.1), _percentile(ts, 0.9), len(ts),
+                            peaks.get(name)) for name, ts in times.items() if name in live and ts}
+    return Contest(timings, {name: times[name] for name in timings}, interleave, failures)
+
+
 def _version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)

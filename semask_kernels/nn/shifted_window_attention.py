@@ -100,7 +100,8 @@ class ShiftedWindowAttention(nn.Module):
         op stays one leaf node), autocast (the qkv dtype is autocast's) or with input errors (the op reports them).
         """
         if isinstance(x, torch.fx.Proxy) or not isinstance(x, Tensor) or x.dim() != 4 or x.numel() == 0 \
-                or not x.is_floating_point() or torch.is_autocast_enabled(x.device.type):
+                or not x.is_floating_point() or (torch.amp.is_autocast_available(x.device.type)
+                                                 and torch.is_autocast_enabled(x.device.type)):
             return False
         if any(not 0 <= s < w for s, w in zip(shift, self.window_size)):
             return False  # the op path rejects it with its reason
