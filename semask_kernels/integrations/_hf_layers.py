@@ -19,7 +19,8 @@ from transformers.models.maskformer.modeling_maskformer_swin import MaskFormerSw
 from transformers.models.swin.modeling_swin import SwinLayer
 
 from ..nn.qkv_linear import qkv_linear
-from ..nn.shifted_window_attention import _attend
+from ..nn.shifted_window_attention import _attend, runs_torch_path
+from ..ops.shifted_window_attention import torch_path
 
 # torch.fx: leaf nodes (argument checks and the autograd Function cannot take Proxies)
 torch.fx.wrap("qkv_linear")
@@ -47,6 +48,11 @@ def _cat_bias(*linears: nn.Linear) -> Optional[Tensor]:
 def fused_attention(x: Tensor, q: nn.Linear, k: nn.Linear, v: nn.Linear, table: Tensor, num_heads: int,
                     window: int, shift: int, scale: float, backend: str) -> Tensor:
     """Normed map (B, H, W, C) -> attention output before the output projection (B, H, W, C)."""
+    if runs_torch_path(x, q.out_features, table, num_heads, (window, window), (shift, shift), scale,
+                       "pad_then_roll", -100.0, backend):  # the plain path from x: gathers C channels, not 3C
+        return torch_path.from_input(
+            x, lambda rows: qkv_linear(rows, q.weight, q.bias, k.weight, k.bias, v.weight, v.bias), table,
+            num_heads, (window, window), (shift, shift), scale, "pad_then_roll", -100.0)
     qkv = qkv_linear(x, q.weight, q.bias, k.weight, k.bias, v.weight, v.bias)
     bias = _cat_bias(q, k, v)
     return _attend(qkv, table.to(qkv.dtype), None if bias is None else bias.to(qkv.dtype), num_heads,

@@ -29,6 +29,28 @@ def _attend(qkv: Tensor, table: Tensor, qkv_bias: Optional[Tensor], num_heads: i
 torch.fx.wrap("_attend")
 
 
+def runs_torch_path(x, attn_dim: int, table: Tensor, num_heads: int, window_size, shift_size, scale: float,
+                    pad_order: str, mask_value: float, backend: str) -> bool:
+    """Whether the op, fed the qkv of the normed map ``x`` (B, H, W, C), would run its plain-PyTorch path: then a
+    module runs that path from x instead (``torch_path.from_input``: the qkv Linear on windowed rows, C channels
+    gathered instead of 3C). False under FX tracing (the op stays one leaf node), autocast (the qkv dtype is
+    autocast's) and on input the op rejects (it reports why)."""
+    if isinstance(x, torch.fx.Proxy) or not isinstance(x, Tensor) or x.dim() != 4 or x.numel() == 0 \
+            or not x.is_floating_point() or (torch.amp.is_autocast_available(x.device.type)
+                                             and torch.is_autocast_enabled(x.device.type)):
+        return False
+    if any(not 0 <= s < w for s, w in zip(shift_size, window_size)):
+        return False
+    # a stand-in with the qkv's shape, dtype and device: what the backends' capability checks read
+    like = x.new_empty(()).expand(*x.shape[:-1], 3 * attn_dim)
+    try:
+        name = backends.choose_backend(OP, backend, like, table, None, num_heads, list(window_size),
+                                       [shift_size[0], shift_size[1]], scale, pad_order, mask_value)
+    except (RuntimeError, ValueError, TypeError):  # the op path raises it with its reason
+        return False
+    return name == "torch"
+
+
 class ShiftedWindowAttention(nn.Module):
     """(Shifted-)window attention of one Swin block: normed x (B, H, W, C) -> qkv Linear ->
     ``shifted_window_attention`` -> proj, with no roll, pad or partition copies outside the op.
@@ -95,27 +117,8 @@ class ShiftedWindowAttention(nn.Module):
 
     @torch.jit.unused
     def _plain_path(self, x, shift) -> bool:
-        """Whether the op would run its plain-PyTorch path here: then the module runs it from x (the qkv Linear on
-        windowed rows, C channels gathered instead of 3C; ``torch_path.from_input``). Not under FX tracing (the
-        op stays one leaf node), autocast (the qkv dtype is autocast's) or with input errors (the op reports them).
-        """
-        if isinstance(x, torch.fx.Proxy) or not isinstance(x, Tensor) or x.dim() != 4 or x.numel() == 0 \
-                or not x.is_floating_point() or (torch.amp.is_autocast_available(x.device.type)
-                                                 and torch.is_autocast_enabled(x.device.type)):
-            return False
-        if any(not 0 <= s < w for s, w in zip(shift, self.window_size)):
-            return False  # the op path rejects it with its reason
-        c3 = 3 * self.attn_dim
-        # a stand-in with the qkv's shape, dtype and device: what the backends' capability checks read
-        like = x.new_empty(()).expand(*x.shape[:-1], c3)
-        table = self.relative_position_bias_table
-        try:
-            name = backends.choose_backend(OP, self.backend, like, table, None, self.num_heads,
-                                           list(self.window_size), [shift[0], shift[1]], self.scale,
-                                           self.pad_order, self.mask_value)
-        except RuntimeError:  # a requested backend that cannot run: the op path raises it with its reason
-            return False
-        return name == "torch"
+        return runs_torch_path(x, self.attn_dim, self.relative_position_bias_table, self.num_heads,
+                               self.window_size, shift, self.scale, self.pad_order, self.mask_value, self.backend)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, num_heads={self.num_heads}, window_size={self.window_size}, "

@@ -80,11 +80,17 @@ def _compare(stock, patched, outputs, size=PADDED, train=False, batch=2):
 @pytest.mark.parametrize("backend, attn, size", [
     *[("auto", attn, size) for attn in ("sdpa", "eager") for size in (PADDED, (64, 64))],
     ("reference", "sdpa", PADDED), ("triton", "eager", PADDED)])  # the interpreter is slow: the padded case
-def test_swin_model(backend, attn, size):
+def test_swin_model(backend, attn, size, monkeypatch):
     stock, patched = _pair(SwinModel(_swin_config(attn_implementation=attn)))
     _patch(patched, backend)
+    from semask_kernels.ops.shifted_window_attention import torch_path
+
+    runs, from_input = [], torch_path.from_input
+    monkeypatch.setattr(torch_path, "from_input", lambda *a, **k: runs.append(1) or from_input(*a, **k))
     _compare(stock, patched, lambda o: {"last_hidden_state": o.last_hidden_state, "pooler": o.pooler_output},
              size=size)
+    # on the CPU auto runs the plain path from the normed map (C channels gathered), once per layer
+    assert len(runs) == (6 if backend == "auto" else 0)
 
 
 def test_swin_for_image_classification_in_train_mode_with_drop_path():
