@@ -9,14 +9,16 @@ from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
 from .._autograd import empty_result
-from . import reference, torch_path
+from . import reference, torch_path, triton
 
 OP = "ms_deform_attn"
 PADDING_MODES = ("zeros", "border", "reflection")
 INDEX_DTYPES = (torch.int32, torch.int64)
-backends.register_op(OP, ("torch", "reference"))
+backends.register_op(OP, ("triton", "torch", "reference"))
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
 backends.register_module(OP, "torch", torch_path, verified=True)
+# its gpu tests have not run on a GPU yet (tested under the interpreter only): auto does not pick it
+backends.register_module(OP, "triton", triton, verified=False)
 
 
 @torch.library.custom_op("semask_kernels::ms_deform_attn", mutates_args=())
