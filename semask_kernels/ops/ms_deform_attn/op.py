@@ -9,7 +9,7 @@ from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
 from .._autograd import empty_result
-from . import reference, torch_path, triton
+from . import flops, reference, torch_path, triton
 
 OP = "ms_deform_attn"
 PADDING_MODES = ("zeros", "border", "reflection")
@@ -68,29 +68,15 @@ def _backward(ctx, grad):
 
 _msda.register_autograd(_backward, setup_context=_setup_context)
 
-# Per sample (b, q, h, l, p) and channel: the bilinear tap is 4 multiply-adds, its weight one more (10 FLOPs).
-# Backward: the tap again and its dot with the output gradient for d weights (10), the 4 corner products for
-# d value (8), the two corner differences per axis and their dot with the gradient for d location (12).
-FLOPS_PER_SAMPLE_CHANNEL = 10
-BWD_FLOPS_PER_SAMPLE_CHANNEL = 30
-
-
-def msda_flops(value_shape, locations_shape, backward: bool = False) -> int:
-    """FLOPs of the op (or of its backward) for value (B, S, nH, d) and sampling_locations (B, Lq, nH, nL, nP, 2)."""
-    b, lq, heads, levels, points, _ = locations_shape
-    per = BWD_FLOPS_PER_SAMPLE_CHANNEL if backward else FLOPS_PER_SAMPLE_CHANNEL
-    return per * b * lq * heads * levels * points * value_shape[-1]
-
 
 @register_flop_formula(torch.ops.semask_kernels.ms_deform_attn)
-def _flops(value_shape, spatial_shapes_shape, level_start_index_shape, locations_shape, *args, **kwargs) -> int:
-    return msda_flops(value_shape, locations_shape)
+def _flops(*args, **kwargs) -> int:
+    return flops.flops(*args)
 
 
 @register_flop_formula(torch.ops.semask_kernels.ms_deform_attn_bwd)
-def _flops_bwd(grad_shape, value_shape, spatial_shapes_shape, level_start_index_shape, locations_shape, *args,
-               **kwargs) -> int:
-    return msda_flops(value_shape, locations_shape, backward=True)
+def _flops_bwd(grad_shape, *args, **kwargs) -> int:
+    return flops.backward_flops(*args)
 
 
 def _index_tensor(name: str, t, value: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -110,8 +96,11 @@ def _index_tensor(name: str, t, value: Tensor, shape: tuple[int, ...]) -> Tensor
     return t
 
 
-def _validate(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, align_corners,
-              padding_mode):
+def arguments(value: Tensor, spatial_shapes, level_start_index, sampling_locations: Tensor,
+              attention_weights: Tensor, *, align_corners: bool = False, padding_mode: str = "zeros") -> tuple:
+    """The validated backend arguments ``(value, spatial_shapes, level_start_index, sampling_locations,
+    attention_weights, align_corners, padding_mode)`` of a public call, the level table as integer tensors on
+    value's device (its values are checked by the backends, on the host: see levels.py)."""
     _checks.tensor("value", value, ndim=4)
     _checks.tensor("sampling_locations", sampling_locations, ndim=6)
     _checks.same_kind("value", value, "sampling_locations", sampling_locations)
@@ -128,7 +117,8 @@ def _validate(value, spatial_shapes, level_start_index, sampling_locations, atte
     if not isinstance(align_corners, bool):
         raise TypeError(f"align_corners must be a bool, got {align_corners!r}")
     _checks.choice("padding_mode", padding_mode, PADDING_MODES)
-    return spatial_shapes, level_start_index
+    return (value, spatial_shapes, level_start_index, sampling_locations, attention_weights, align_corners,
+            padding_mode)
 
 
 def ms_deform_attn(value: Tensor, spatial_shapes: Union[Tensor, Sequence[Sequence[int]]],
@@ -164,10 +154,8 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Union[Tensor, Sequence[Sequenc
         >>> sk.ms_deform_attn(value, shapes, [0, 64], loc, w).shape
         torch.Size([2, 10, 256])
     """
-    spatial_shapes, level_start_index = _validate(value, spatial_shapes, level_start_index, sampling_locations,
-                                                  attention_weights, align_corners, padding_mode)
-    args = (value, spatial_shapes, level_start_index, sampling_locations, attention_weights, align_corners,
-            padding_mode)
+    args = arguments(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                     align_corners=align_corners, padding_mode=padding_mode)
     b, lq, heads, levels, points, _ = sampling_locations.shape
     out_shape = (b, lq, heads * value.shape[-1])
     if b * lq * heads * value.shape[-1] * levels * points == 0:  # nothing is sampled: zeros (or an empty result)
