@@ -274,11 +274,12 @@ def _src_upsample_cross_entropy_tests(calls: list) -> None:
 
 def _src_ms_deform_attn_tests(calls: list) -> None:
     """test_ms_deform_attn_triton::test_gpu_pixel_decoder_shapes: Mask2Former's pixel decoder, forward and
-    backward. The level table stays on the CPU: the backend reads it on the host (a meta tensor has no values)."""
+    backward."""
     from tests.ops import test_ms_deform_attn_triton as t
     for p in _parametrized(t.test_gpu_pixel_decoder_shapes):
         (value, spatial, start, loc, weights), _ = t.pixel_decoder(p["image"], 2, device="cpu")
         value, loc, weights = (x.to(device=META, dtype=p["dtype"]) for x in (value, loc, weights))
+        spatial, start = spatial.to(META), start.to(META)
         calls.append(Call("test_ms_deform_attn_triton::test_gpu_pixel_decoder_shapes", "ms_deform_attn",
                           (value, spatial, start, loc, weights, False, "zeros"), True))
 
