@@ -43,13 +43,15 @@ def _msda_bwd(grad: Tensor, value: Tensor, spatial_shapes: Tensor, level_start_i
     dvalue, dloc, dweights = backends.get_backend(OP, backend).backward(
         grad.contiguous(), value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
         align_corners, padding_mode)
-    return dvalue, dloc, dweights
+    # contiguous, as the fake kernel promises (autograd of grid_sample gives permuted strides)
+    return dvalue.contiguous(), dloc.contiguous(), dweights.contiguous()
 
 
 @_msda_bwd.register_fake
 def _(grad, value, spatial_shapes, level_start_index, sampling_locations, attention_weights, align_corners,
       padding_mode, backend):
-    return torch.empty_like(value), torch.empty_like(sampling_locations), torch.empty_like(attention_weights)
+    return (value.new_empty(value.shape), sampling_locations.new_empty(sampling_locations.shape),
+            attention_weights.new_empty(attention_weights.shape))
 
 
 def _setup_context(ctx, inputs, output):
