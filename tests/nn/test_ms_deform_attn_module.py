@@ -75,6 +75,7 @@ def test_outputs_match_transformers_after_loading_its_state_dict(backend):
                              spatial_shapes_list=SHAPES, level_start_index=start)
         got = ours(query, ref_points, flat, shapes, start, mask)
         assert_close(got, expected, name=f"reference points {ref_points.shape[-1]}")
+        assert torch.equal(ours(query, ref_points, flat, SHAPES, START, mask), got)  # the level table as lists
     # and back: their module loads ours
     theirs.load_state_dict(ours.state_dict())
 

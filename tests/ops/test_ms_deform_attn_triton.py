@@ -99,6 +99,20 @@ def test_gradients_are_bitwise_repeatable(dtype):
         _check_fp32(first, run("reference", inputs, grad))
 
 
+def test_value_gradient_in_batch_chunks_gives_the_same_bits(monkeypatch):
+    """The sort of the value gradient runs over chunks of the batch (to bound its memory): one batch element per
+    chunk gives the same bits as the whole batch at once."""
+    inputs, grad = _crowded()
+    inputs[0] = torch.cat([inputs[0]] * 2)[:3]  # B = 3: chunks of 1, 1, 1
+    value, spatial, start, loc, weights = inputs
+    loc, weights, grad = (torch.cat([t] * 2)[:3] for t in (loc, weights, grad))
+    args = (value, spatial, start, loc, weights, False, "zeros")
+    whole = msda_triton.backward(grad, *args)
+    monkeypatch.setattr(msda_triton, "CORNERS_PER_CHUNK", 1)
+    for a, b in zip(msda_triton.backward(grad, *args), whole):
+        assert torch.equal(a, b)
+
+
 def test_non_contiguous_inputs_give_the_same_bits():
     inputs, grad = make(2, 11, 3, 5, SHAPES["odd"], 3)
     value, spatial, start, loc, weights = inputs
