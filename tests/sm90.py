@@ -272,6 +272,18 @@ def _src_upsample_cross_entropy_tests(calls: list) -> None:
         sk.upsample_cross_entropy(logits, target, backend="triton")
 
 
+def _src_ms_deform_attn_tests(calls: list) -> None:
+    """test_ms_deform_attn_triton::test_gpu_pixel_decoder_shapes: Mask2Former's pixel decoder, forward and
+    backward."""
+    from tests.ops import test_ms_deform_attn_triton as t
+    for p in _parametrized(t.test_gpu_pixel_decoder_shapes):
+        (value, spatial, start, loc, weights), _ = t.pixel_decoder(p["image"], 2, device="cpu")
+        value, loc, weights = (x.to(device=META, dtype=p["dtype"]) for x in (value, loc, weights))
+        spatial, start = spatial.to(META), start.to(META)
+        calls.append(Call("test_ms_deform_attn_triton::test_gpu_pixel_decoder_shapes", "ms_deform_attn",
+                          (value, spatial, start, loc, weights, False, "zeros"), True))
+
+
 def _src_benchmarks(calls: list) -> None:
     """benchmarks/ops.py at every MODELS shape and dtype: its cases' ``op:triton`` candidates, forward and
     backward (the suite times both)."""
@@ -291,7 +303,7 @@ def _src_benchmarks(calls: list) -> None:
 
 SOURCES = (_src_window_attention_tests, _src_shifted_window_attention_tests, _src_patched_timm_swin,
            _src_semantic_attention_tests, _src_prior_map_decode_tests, _src_upsample_cross_entropy_tests,
-           _src_benchmarks)
+           _src_ms_deform_attn_tests, _src_benchmarks)
 
 
 def capture() -> tuple[list[Call], list[Launch]]:
