@@ -49,10 +49,13 @@ class SetCriterion(nn.Module):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if mask_loss not in MASK_COSTS:
             raise ValueError(f"mask_loss must be one of {MASK_COSTS}, got {mask_loss!r}")
-        if num_points is not None:
-            sample_uncertain_points(torch.zeros(1, 1, 1, 1), 1, oversample_ratio, importance_sample_ratio)  # checks
-            if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 1:
-                raise ValueError(f"num_points must be an int >= 1 or None (every pixel), got {num_points!r}")
+        if num_points is not None and (isinstance(num_points, bool) or not isinstance(num_points, int)
+                                       or num_points < 1):
+            raise ValueError(f"num_points must be an int >= 1 or None (every pixel), got {num_points!r}")
+        if not oversample_ratio >= 1:
+            raise ValueError(f"oversample_ratio must be >= 1 (candidates per kept point), got {oversample_ratio!r}")
+        if not 0 <= importance_sample_ratio <= 1:
+            raise ValueError(f"importance_sample_ratio must be in [0, 1], got {importance_sample_ratio!r}")
         self.num_classes = num_classes
         self.matcher = matcher if matcher is not None else HungarianMatcher(
             class_weight, mask_weight, dice_weight, num_points=num_points, mask_cost=mask_loss,
