@@ -33,6 +33,16 @@ class SetCriterion(nn.Module):
     ``loss_mask``, ``loss_dice`` and, per aux output i, ``loss_ce_{i}`` ...; their sum is the training loss.
     ``matcher`` defaults to a ``HungarianMatcher`` with the loss weights as costs, the same mask loss and points.
     The presets ``SetCriterion.mask2former(K)`` and ``SetCriterion.maskformer(K)`` hold the official values.
+
+    Example:
+        >>> import torch
+        >>> from semask_models.heads.mask_classification import SetCriterion, semantic_targets
+        >>> outputs = {"pred_logits": torch.randn(2, 10, 5), "pred_masks": torch.randn(2, 10, 16, 16),
+        ...            "aux_outputs": [{"pred_logits": torch.randn(2, 10, 5), "pred_masks": torch.randn(2, 10, 16, 16)}]}
+        >>> labels = torch.randint(0, 4, (2, 64, 64))
+        >>> losses = SetCriterion.mask2former(4)(outputs, semantic_targets(labels, 4))
+        >>> sorted(losses)
+        ['loss_ce', 'loss_ce_0', 'loss_dice', 'loss_dice_0', 'loss_mask', 'loss_mask_0']
     """
 
     def __init__(self, num_classes: int, matcher: Optional[HungarianMatcher] = None, *, class_weight: float = 2.0,
