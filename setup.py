@@ -216,8 +216,9 @@ setup(
         "test": ["pytest", "hypothesis", "expecttest", "scikit-image", "transformers>=5.24"],  # skimage: cc3d fallback
         "bench": ["tqdm", "matplotlib", "pytest-benchmark"],
         # semask-train / semask-eval: progress bars, YAML configs, TensorBoard events, torchvision.transforms.v2
-        # augmentation and PIL image reading (torchvision: install the one matching your torch first).
-        "train": ["tqdm", "pyyaml", "tensorboard", "torchvision", "pillow", "matplotlib"],
+        # augmentation and PIL image reading (torchvision: install the one matching your torch first), scipy's
+        # Hungarian assignment for the mask-classification (Mask2Former / MaskFormer) losses.
+        "train": ["tqdm", "pyyaml", "tensorboard", "torchvision", "pillow", "matplotlib", "scipy"],
     },
     entry_points={"console_scripts": ["semask-train=semask_models.cli:train_main",
                                       "semask-eval=semask_models.cli:eval_main",

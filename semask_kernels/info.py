@@ -109,6 +109,8 @@ def auto_choices(device: str) -> dict[str, str]:
         "prior_map_decode": ([t(1, 19, 16, 16), t(1, 19, 8, 8), t(1, 19, 4, 4), t(1, 19, 2, 2)], False),
         "upsample_cross_entropy": (t(1, 19, 8, 8), torch.zeros(1, 32, 32, dtype=torch.long, device=device), 255,
                                    True, False),
+        "ms_deform_attn": (t(1, 20, 2, 8), torch.tensor([[4, 4], [2, 2]], device=device),
+                           torch.tensor([0, 16], device=device), t(1, 5, 2, 2, 3, 2), t(1, 5, 2, 2, 3), False, "zeros"),
     }
     assert set(samples) == set(backends.ops()), "info.auto_choices needs a sample for every op"
     return {op: backends.choose_backend(op, "auto", *args) for op, args in samples.items()}

@@ -17,7 +17,7 @@ EVIDENCE = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "
 def test_available_backends_lists_every_op_and_backend_with_a_reason():
     table = sk.available_backends()
     assert set(table) == {"window_attention", "shifted_window_attention", "semantic_attention",
-                          "prior_map_decode", "upsample_cross_entropy"}
+                          "prior_map_decode", "upsample_cross_entropy", "ms_deform_attn"}
     for op, per_backend in table.items():
         assert set(per_backend) == {"reference", "torch", "triton", "cuda"}
         assert per_backend["reference"] == per_backend["torch"] == (True, "available")
