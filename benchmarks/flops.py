@@ -19,7 +19,7 @@ TIMM_SWIN = {"swin_tiny_patch4_window7_224": 224, "swin_small_patch4_window7_224
 
 
 def crop_size(name: str) -> int:
-    """The official training crop: 512 (T/S/B), 640 (L)."""
+    """The official ADE20K training crop: 512 (T/S/B), 640 (L); the same for the MaskFormer / Mask2Former models."""
     return 640 if "_l_" in name else 512
 
 
@@ -45,8 +45,10 @@ def run(args) -> list[dict]:
     for name in names:
         size = args.img_size or (TIMM_SWIN.get(name) or crop_size(name))
         with torch.device("meta"):
+            # backend="reference": the registered custom ops (fake kernels + FLOP formulas) on meta tensors; the
+            # torch paths of some ops read index values (ms_deform_attn's spatial shapes), which meta tensors lack
             model = (timm.create_model(name, pretrained=False) if name in TIMM_SWIN
-                     else sm.build_model(name, num_classes=args.num_classes))
+                     else sm.build_model(name, num_classes=args.num_classes, backend="reference"))
         params, flops, semantic = count(model, size)
         rows.append({**meta, "bench": "flops", "model": name, "img_size": size,
                      "num_classes": None if name in TIMM_SWIN else args.num_classes, "params": params,

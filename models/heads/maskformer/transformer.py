@@ -74,7 +74,7 @@ class Transformer(nn.Module):
         B = src.shape[0]
         memory = src.flatten(2).permute(2, 0, 1)
         pos = pos_embed.flatten(2).permute(2, 0, 1).to(memory.dtype)
-        query_pos = query_embed.unsqueeze(1).expand(-1, B, -1)
+        query_pos = query_embed.unsqueeze(1).repeat(1, B, 1)  # a copy: a view made under no_grad trips module hooks
         tgt = torch.zeros_like(query_pos)
         return self.decoder(tgt, memory, pos, query_pos).transpose(1, 2)
 
