@@ -21,7 +21,7 @@ RULES = {
     "num_heads": sequence(integer(lo=1), "integers >= 1", min_length=1),
     "window_size": integer(lo=1),
     "semantic": boolean(),
-    "head": one_of(("fpn", "upernet", "maskformer", "mask2former")),
+    "head": one_of(("fpn", "upernet", "maskformer", "mask2former", "mask2former_fapn", "mask2former_msfapn")),
     "num_classes": integer(lo=1),
     "mlp_ratio": real(gt=0),
     "drop_path_rate": real(lo=0, lt=1),
@@ -80,7 +80,7 @@ def check_model_config(cfg, prefix: str = "", error: type = ValueError) -> None:
     if not stages_ok:
         raise error(f"{prefix}global_stages = {cfg.global_stages!r} is not allowed: expected distinct stage "
                     f"indices in [0, {stages}) (the model has {stages} stages)")
-    if cfg.head in ("maskformer", "mask2former"):
+    if cfg.head in ("maskformer", "mask2former", "mask2former_fapn", "mask2former_msfapn"):
         if cfg.hidden_dim % cfg.nheads:
             raise error(f"{prefix}nheads = {cfg.nheads!r} is not allowed: it must divide {prefix}hidden_dim = "
                         f"{cfg.hidden_dim!r}")

@@ -19,7 +19,8 @@ VARIANTS = {
     "b": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), window_size=12),
     "l": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=12),
 }
-HEADS = {"fpn": 256, "upernet": 512, "maskformer": 256, "mask2former": 256}  # head channels (conv_dim)
+HEADS = {"fpn": 256, "upernet": 512, "maskformer": 256, "mask2former": 256,  # head channels (conv_dim)
+         "mask2former_fapn": 256, "mask2former_msfapn": 256}
 
 
 def official_global_stages(embed_dim: int, num_classes: int) -> tuple[int, ...]:
@@ -96,7 +97,7 @@ def unchecked_config(name: str, num_classes: int = 150, **overrides) -> ModelCon
         raise ValueError(f"unknown model {name!r}; available: {model_names()} (each also with '_sgr')")
     with_sgr = name.endswith("_sgr")
     base = name[: -len("_sgr")] if with_sgr else name
-    variant, head = base.split("_")[-2:]
+    variant, _, head = base.partition("swin_")[2].partition("_")  # heads may hold "_": mask2former_fapn
     cfg = ModelConfig(**VARIANTS[variant], semantic=base.startswith("semask_"), head=head,
                       num_classes=num_classes, sgr=with_sgr)
     known = {f.name for f in dataclasses.fields(ModelConfig)} - {"extra"}
