@@ -72,7 +72,9 @@ def test_recipes_set_the_official_semantic_windows():
     from semask_models.config import load_config
     for name, k, expected in (("semask_swin_l_mask2former_ade20k", 150, [12, 12, 12, None]),
                               ("semask_swin_l_mask2former_cityscapes", 19, [7, 7, 7, 7]),
-                              ("semask_swin_l_maskformer_ade20k", 150, [12, 12, 12, None])):
+                              ("semask_swin_l_maskformer_ade20k", 150, [12, 12, 12, None]),
+                              ("semask_swin_l_mask2former_fapn_ade20k", 150, [12, 12, None, None]),
+                              ("semask_swin_l_mask2former_msfapn_ade20k", 150, [12, 12, None, None])):
         with torch.device("meta"):
             model = build_segmentor(load_config(name), k)
         assert _windows(model) == expected, name
