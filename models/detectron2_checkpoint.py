@@ -178,7 +178,3 @@ def _check_empty_weight(model: nn.Module, stored) -> None:
                        "training would weight the no-object class differently from the official run", EMPTY_WEIGHT,
                        float(stored.flatten()[-1]), float(own[-1]))
 
-
-def is_detectron2_checkpoint(path: Union[str, Path]) -> bool:
-    """A ``.pkl`` file (detectron2's own format); ``.pth`` files are told apart by their keys on load."""
-    return Path(path).suffix == ".pkl"

@@ -264,6 +264,26 @@ def test_missing_unexpected_and_wrong_shapes(tmp_path):
         load_detectron2_checkpoint(_tiny_model(), {k: torch.from_numpy(v) for k, v in arrays.items()})
 
 
+def test_imagenet_swin_pkl_goes_into_the_backbone(tmp_path):
+    """detectron2's converted ImageNet Swin (``swin_large_patch4_window12_384_22k.pkl``: the classification keys in
+    a .pkl) through ``convert.load_checkpoint``, as ``pretrained:`` does."""
+    from semask_models.convert import load_checkpoint
+    swin = [(k[len("backbone."):], s) for k, s in official_swin_keys(32, TINY["depths"], 4)
+            if not k.startswith("backbone.norm")]  # the classifier has one final norm, not norm0-3
+    swin += [("norm.weight", (256,)), ("norm.bias", (256,)), ("head.weight", (10, 256)), ("head.bias", (10,))]
+    arrays = _synthetic_arrays(swin, seed=5)
+    path = tmp_path / "swin_tiny_22k.pkl"
+    path.write_bytes(pickle.dumps({"model": arrays, "__author__": "third_party", "matching_heuristics": True}))
+    model = _tiny_model()
+    report = load_checkpoint(model, path)
+    sd = model.state_dict()
+    assert torch.equal(sd["backbone.layers.2.blocks.1.attn.qkv.weight"],
+                       torch.from_numpy(arrays["layers.2.blocks.1.attn.qkv.weight"]))
+    assert "backbone.norm0.weight" in report.missing and "sem_seg_head.predictor.query_embed.weight" in report.missing
+    assert not any(k.startswith("backbone.layers") and "semantic_layer" not in k for k in report.missing)
+    assert {"head.weight", "norm.weight"} <= set(report.unexpected)
+
+
 def test_non_segmentor_checkpoints_are_refused(tmp_path):
     path = tmp_path / "swin.pkl"
     path.write_bytes(pickle.dumps({"model": {"layers.0.blocks.0.norm1.weight": np.ones(4, np.float32)}}))
