@@ -54,6 +54,19 @@ class MaskSegmentor(Segmentor):
             raise ValueError(f"size_divisibility must be an int >= 1, got {size_divisibility!r}")
         self.size_divisibility = size_divisibility
 
+    def forward(self, img: Tensor, target: Optional[Tensor] = None, components: Optional[Tensor] = None):
+        self._check_input(img, target)
+        try:
+            return self._forward(img, target, components)
+        except ValueError as e:  # torch's GroupNorm check, deep in the pixel decoder: say what it means here
+            if self.training and "more than 1 value per channel" in str(e):
+                raise ValueError(
+                    f"batch size {img.shape[0]} in train mode at input size {tuple(img.shape[-2:])}: a GroupNorm "
+                    "of the pixel decoder sees a single value per group (one channel per group on a 1×1 stride-32 "
+                    "map), so its statistics are undefined; train with larger images, 2 or more images per process "
+                    "or a head_channels of 64 or more, or call model.eval() to predict") from e
+            raise
+
     def _pad(self, img: Tensor, target: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
         d = self.size_divisibility
         H, W = img.shape[-2:]
