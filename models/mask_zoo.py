@@ -4,8 +4,8 @@ The official values of each family (SeMask-MaskFormer / SeMask-Mask2Former confi
 
 | | MaskFormer | Mask2Former |
 |---|---|---|
-| pixel decoder | FPN (``BasePixelDecoder``), conv 256, mask 256, GN | MSDeformAttn, 6 encoder layers, conv/mask 256, GN |
-| transformer decoder | DETR, 6 layers on stride 32, dropout 0.1 | masked attention, DEC_LAYERS 10 = 9 layers + the initial prediction, dropout 0 |
+| pixel decoder | FPN (``BasePixelDecoder``), conv/mask 256, GN | MSDeformAttn, 6 encoder layers, conv/mask 256, GN |
+| transformer decoder | DETR, 6 layers, stride 32, dropout 0.1 | masked attention, 9 layers + initial, dropout 0 |
 | queries, hidden, heads, FFN | 100, 256, 8, 2048 | 100, 256, 8, 2048 |
 | loss weights (class / mask / dice), no object | 1 / 20 (focal) / 1, 0.1 | 2 / 5 (BCE) / 5, 0.1, 12544 points |
 | semantic stages (SeMask) | windowed 1-3, global 4 | K = 150: windowed 1-3, global 4; otherwise all windowed |

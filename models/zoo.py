@@ -64,7 +64,7 @@ class ModelConfig:
     mask_dim: int = 256
     nheads: int = 8
     dim_feedforward: int = 2048
-    dec_layers: Optional[int] = None  # official DEC_LAYERS: 6 (MaskFormer) / 10 (Mask2Former: 9 + the initial prediction)
+    dec_layers: Optional[int] = None  # official DEC_LAYERS: 6 (MaskFormer) / 10 (Mask2Former: 9 + initial prediction)
     enc_layers: int = 6  # Mask2Former's deformable pixel-decoder encoder layers
     dropout: Optional[float] = None  # 0.1 / 0.0
     class_weight: Optional[float] = None  # 1 / 2
@@ -136,8 +136,9 @@ def build_from_config(cfg: ModelConfig) -> Segmentor:
 
 def build_model(name: str, num_classes: int = 150, **overrides) -> Segmentor:
     """Build a zoo model: ``semask_swin_{t,s,b,l}_fpn``, ``swin_{t,s,b,l}_fpn``, ``semask_swin_{t,s,b,l}_upernet``,
-    ``swin_{t,s,b,l}_upernet``, ``[semask_]swin_{t,s,b,l}_maskformer`` and ``[semask_]swin_{t,s,b,l}_mask2former``
-    (mask classification, :mod:`semask_models.mask_zoo`; a ``MaskSegmentor``), each also with an ``_sgr`` suffix (or ``sgr=True``). ``overrides`` are ModelConfig fields (e.g. ``drop_path_rate=0.0``,
+    ``swin_{t,s,b,l}_upernet``, and the mask-classification ``[semask_]swin_{t,s,b,l}_{maskformer, mask2former,
+    mask2former_fapn, mask2former_msfapn}`` (:mod:`semask_models.mask_zoo`; a ``MaskSegmentor``), each also with an
+    ``_sgr`` suffix (or ``sgr=True``). ``overrides`` are ModelConfig fields (e.g. ``drop_path_rate=0.0``,
     ``backend="triton"``, ``global_stages=()``). Build on the meta device with ``with torch.device("meta"):``.
 
     Example:

@@ -106,8 +106,9 @@ def official_mask2former_head_keys(in_channels, num_classes, conv_dim=256, mask_
     keys += [(pd + "transformer.level_embed", (3, conv_dim))]
     for layer in range(enc_layers):
         e = f"{pd}transformer.encoder.layers.{layer}."
-        for name, out in (("sampling_offsets", enc_heads * 3 * points * 2), ("attention_weights", enc_heads * 3 * points),
-                          ("value_proj", conv_dim), ("output_proj", conv_dim)):
+        for name, out in (("sampling_offsets", enc_heads * 3 * points * 2),
+                          ("attention_weights", enc_heads * 3 * points), ("value_proj", conv_dim),
+                          ("output_proj", conv_dim)):
             keys += [(f"{e}self_attn.{name}.weight", (out, conv_dim)), (f"{e}self_attn.{name}.bias", (out,))]
         keys += [(e + "linear1.weight", (enc_ffn, conv_dim)), (e + "linear1.bias", (enc_ffn,)),
                  (e + "linear2.weight", (conv_dim, enc_ffn)), (e + "linear2.bias", (conv_dim,))]

@@ -42,9 +42,10 @@ def _hf_pixel_decoder(head):
           "mask_projection.weight": pd.mask_features.weight, "mask_projection.bias": pd.mask_features.bias}
     for j, stage in enumerate((3, 2, 1)):  # HF's FPN layers run top-down: stage 3 first
         adapter, layer = getattr(pd, f"adapter_{stage}"), getattr(pd, f"layer_{stage}")
-        sd.update({f"fpn.layers.{j}.proj.0.weight": adapter.weight, f"fpn.layers.{j}.proj.1.weight": adapter.norm.weight,
-                   f"fpn.layers.{j}.proj.1.bias": adapter.norm.bias, f"fpn.layers.{j}.block.0.weight": layer.weight,
-                   f"fpn.layers.{j}.block.1.weight": layer.norm.weight, f"fpn.layers.{j}.block.1.bias": layer.norm.bias})
+        p = f"fpn.layers.{j}."
+        sd.update({p + "proj.0.weight": adapter.weight, p + "proj.1.weight": adapter.norm.weight,
+                   p + "proj.1.bias": adapter.norm.bias, p + "block.0.weight": layer.weight,
+                   p + "block.1.weight": layer.norm.weight, p + "block.1.bias": layer.norm.bias})
     ref.load_state_dict(sd, strict=True)
     return ref.eval()
 

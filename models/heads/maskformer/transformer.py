@@ -3,7 +3,6 @@ configs) over the stride-32 backbone features, with the class and mask-embedding
 from __future__ import annotations
 
 import copy
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
