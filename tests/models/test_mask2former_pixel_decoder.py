@@ -119,8 +119,10 @@ def test_official_state_dict_layout():
         "pixel_decoder.transformer.encoder.layers.0.self_attn.attention_weights.bias",
         "pixel_decoder.transformer.encoder.layers.0.self_attn.value_proj.weight",
         "pixel_decoder.transformer.encoder.layers.0.self_attn.output_proj.bias",
-        "pixel_decoder.transformer.encoder.layers.0.norm1.weight", "pixel_decoder.transformer.encoder.layers.0.linear1.weight",
-        "pixel_decoder.transformer.encoder.layers.0.linear2.bias", "pixel_decoder.transformer.encoder.layers.0.norm2.bias",
+        "pixel_decoder.transformer.encoder.layers.0.norm1.weight",
+        "pixel_decoder.transformer.encoder.layers.0.linear1.weight",
+        "pixel_decoder.transformer.encoder.layers.0.linear2.bias",
+        "pixel_decoder.transformer.encoder.layers.0.norm2.bias",
         "pixel_decoder.mask_features.weight", "pixel_decoder.mask_features.bias",
         "pixel_decoder.adapter_1.weight", "pixel_decoder.adapter_1.norm.weight", "pixel_decoder.layer_1.weight",
         "pixel_decoder.layer_1.norm.bias",
@@ -149,3 +151,20 @@ def test_pixel_decoder_rejects_bad_input():
         MSDeformAttnPixelDecoder([8, 16, 24])
     with pytest.raises(ValueError, match="conv_dim must be divisible by norm_groups=32"):
         MSDeformAttnPixelDecoder(CHANNELS, conv_dim=48)
+
+
+def test_official_initialisation():
+    """The encoder's Xavier pass must not overwrite MSDeformAttn's own init (zero offset / attention weights, ring
+    offsets in the bias), as the official order (Xavier, then each MSDeformAttn's reset) guarantees."""
+    torch.manual_seed(0)
+    dec = MSDeformAttnPixelDecoder(CHANNELS, conv_dim=CONV, mask_dim=CONV, transformer_nheads=HEADS,
+                                   transformer_dim_feedforward=ENC_FFN, transformer_enc_layers=2).requires_grad_(False)
+    for layer in dec.transformer.encoder.layers:
+        attn = layer.self_attn
+        assert bool((attn.sampling_offsets.weight == 0).all()) and bool((attn.attention_weights.weight == 0).all())
+        assert bool((attn.attention_weights.bias == 0).all())
+        offsets = attn.sampling_offsets.bias.view(HEADS, 3, 4, 2)
+        assert_close(offsets[0, :, :, 0], torch.arange(1.0, 5.0).expand(3, 4))  # head 0 points along +x, k steps
+        assert float(layer.linear1.weight.abs().max()) <= (6 / (CONV + ENC_FFN)) ** 0.5 + 1e-6  # Xavier bound
+    assert float(dec.transformer.level_embed.std()) > 0.5  # normal(0, 1)
+    assert bool((dec.input_proj[0][0].bias == 0).all()) and dec.adapter_1.bias is None

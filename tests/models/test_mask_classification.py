@@ -261,6 +261,10 @@ def test_criterion_rejects_bad_input():
         SetCriterion(3, no_object_weight=-1)
     with pytest.raises(ValueError, match="num_classes"):
         SetCriterion(0)
+    with pytest.raises(ValueError, match="oversample_ratio must be >= 1"):
+        SetCriterion(3, oversample_ratio=0.5)
+    with pytest.raises(ValueError, match="num_points must be an int >= 1 or None"):
+        SetCriterion(3, num_points=0)
     with pytest.raises(ValueError, match="all 0"):
         HungarianMatcher(0, 0, 0)
 
@@ -281,3 +285,16 @@ def test_semantic_inference_against_a_loop():
         semantic_inference(out["pred_logits"], out["pred_masks"][:, :3])
     with pytest.raises(ValueError, match="pred_logits must be"):
         semantic_inference(out["pred_logits"][0], out["pred_masks"])
+
+
+def test_num_masks_is_the_mean_over_processes(monkeypatch):
+    # two processes: this one holds 3 target masks, the other 5 -> every process divides by 4
+    from semask_models.heads.mask_classification import criterion as module
+    monkeypatch.setattr(module.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(module.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(module.dist, "all_reduce", lambda t: t.add_(5.0))
+    targets = [{"labels": torch.tensor([0, 1]), "masks": torch.zeros(2, 4, 4)},
+               {"labels": torch.tensor([2]), "masks": torch.zeros(1, 4, 4)}]
+    assert SetCriterion._num_masks(targets, torch.device("cpu")) == 4.0
+    monkeypatch.setattr(module.dist, "all_reduce", lambda t: t.mul_(0.0))
+    assert SetCriterion._num_masks(targets, torch.device("cpu")) == 1.0  # at least 1

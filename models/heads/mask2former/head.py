@@ -23,6 +23,15 @@ class Mask2FormerHead(nn.Module):
 
     ``forward(features)``: 4 maps (B, in_channels[i], H/s, W/s) → ``{"pred_logits": (B, Q, K+1), "pred_masks":
     (B, Q, H/4, W/4), "aux_outputs": [dec_layers − 1 dicts]}`` (the mask-classification contract).
+
+    Example:
+        >>> import torch
+        >>> from semask_models.heads.mask2former import Mask2FormerHead
+        >>> head = Mask2FormerHead([96, 192, 384, 768], num_classes=150)
+        >>> features = [torch.randn(1, c, 64 // s, 64 // s) for c, s in zip([96, 192, 384, 768], [1, 2, 4, 8])]
+        >>> out = head(features)
+        >>> out["pred_logits"].shape, out["pred_masks"].shape, len(out["aux_outputs"])
+        (torch.Size([1, 100, 151]), torch.Size([1, 100, 64, 64]), 9)
     """
 
     def __init__(self, in_channels: Sequence[int], num_classes: int, *, conv_dim: int = 256, mask_dim: int = 256,

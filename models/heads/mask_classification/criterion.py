@@ -33,6 +33,16 @@ class SetCriterion(nn.Module):
     ``loss_mask``, ``loss_dice`` and, per aux output i, ``loss_ce_{i}`` ...; their sum is the training loss.
     ``matcher`` defaults to a ``HungarianMatcher`` with the loss weights as costs, the same mask loss and points.
     The presets ``SetCriterion.mask2former(K)`` and ``SetCriterion.maskformer(K)`` hold the official values.
+
+    Example:
+        >>> import torch
+        >>> from semask_models.heads.mask_classification import SetCriterion, semantic_targets
+        >>> outputs = {"pred_logits": torch.randn(2, 10, 5), "pred_masks": torch.randn(2, 10, 16, 16),
+        ...            "aux_outputs": [{"pred_logits": torch.randn(2, 10, 5), "pred_masks": torch.randn(2, 10, 16, 16)}]}
+        >>> labels = torch.randint(0, 4, (2, 64, 64))
+        >>> losses = SetCriterion.mask2former(4)(outputs, semantic_targets(labels, 4))
+        >>> sorted(losses)
+        ['loss_ce', 'loss_ce_0', 'loss_dice', 'loss_dice_0', 'loss_mask', 'loss_mask_0']
     """
 
     def __init__(self, num_classes: int, matcher: Optional[HungarianMatcher] = None, *, class_weight: float = 2.0,
@@ -49,10 +59,13 @@ class SetCriterion(nn.Module):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if mask_loss not in MASK_COSTS:
             raise ValueError(f"mask_loss must be one of {MASK_COSTS}, got {mask_loss!r}")
-        if num_points is not None:
-            sample_uncertain_points(torch.zeros(1, 1, 1, 1), 1, oversample_ratio, importance_sample_ratio)  # checks
-            if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 1:
-                raise ValueError(f"num_points must be an int >= 1 or None (every pixel), got {num_points!r}")
+        if num_points is not None and (isinstance(num_points, bool) or not isinstance(num_points, int)
+                                       or num_points < 1):
+            raise ValueError(f"num_points must be an int >= 1 or None (every pixel), got {num_points!r}")
+        if not oversample_ratio >= 1:
+            raise ValueError(f"oversample_ratio must be >= 1 (candidates per kept point), got {oversample_ratio!r}")
+        if not 0 <= importance_sample_ratio <= 1:
+            raise ValueError(f"importance_sample_ratio must be in [0, 1], got {importance_sample_ratio!r}")
         self.num_classes = num_classes
         self.matcher = matcher if matcher is not None else HungarianMatcher(
             class_weight, mask_weight, dice_weight, num_points=num_points, mask_cost=mask_loss,
