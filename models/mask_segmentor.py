@@ -100,6 +100,9 @@ class MaskSegmentor(Segmentor):
         if assignment is not None:
             if components is None:
                 components = self.components(target)
+            # the assignment covers the padded image: padding is ignored (component id 0)
+            ph, pw = padded.shape[-2] - H, padded.shape[-1] - W
+            components = F.pad(components, (0, pw, 0, ph), value=0)
             losses["loss_sgr"] = sgr_loss(assignment, components, **self.sgr_loss_args)
         losses["loss"] = sum(losses.values())
         return losses

@@ -160,10 +160,16 @@ def test_semantic_prior_branch_is_not_computed_at_inference(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["semask_swin_t_maskformer_sgr", "semask_swin_t_mask2former_sgr"])
-def test_sgr_attaches(name):
+def test_sgr_attaches(name, monkeypatch):
+    import semask_models.mask_segmentor as ms
     model = _tiny(name, sgr_dim=32, sgr_tokens=8, sgr_top=4, sgr_layers=1).train()
     assert model.sgr is not None
-    losses = model(*_batch())
+    seen = []
+    real = ms.sgr_loss
+    monkeypatch.setattr(ms, "sgr_loss", lambda a, c, **k: seen.append(c) or real(a, c, **k))
+    losses = model(*_batch())  # 50×70, padded to 64×96: the components are padded with 0 (ignored) alike
+    assert seen[0].shape == (2, 64, 96)
+    assert int(seen[0][:, 50:].sum()) == 0 and int(seen[0][:, :, 70:].sum()) == 0 and int(seen[0].max()) > 0
     assert "loss_sgr" in losses and torch.isfinite(losses["loss_sgr"])
     losses["loss"].backward()
     assert all(p.grad is not None for p in model.sgr.parameters())
