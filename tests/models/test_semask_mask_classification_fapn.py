@@ -175,3 +175,16 @@ def test_training_step_and_inference(kind):
     model.eval()
     with torch.no_grad():
         assert model(img).shape == (2, 5, 48, 72)
+
+
+def test_deform_conv_flops_are_counted():
+    """benchmarks.flops registers torchvision's deform_conv2d with the flop counter (it would count 0)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import benchmarks.flops  # noqa: F401  (registers the formula)
+    layer = ModulatedDeformConv(16, 12, deformable_groups=4)
+    x = torch.randn(2, 16, 7, 9)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        layer(x, x)
+    offset_conv = 2 * 2 * (4 * 27) * 7 * 9 * 16 * 9
+    assert counter.get_total_flops() == offset_conv + 2 * 2 * 12 * 7 * 9 * 16 * 9
