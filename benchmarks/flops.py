@@ -14,12 +14,31 @@ import semask_models as sm
 
 from .harness import append_rows, at_least, run_metadata
 
+def _register_deform_conv2d_flops() -> None:
+    """torchvision's ``deform_conv2d`` (FaPN's DCNv2) has no formula in torch's flop counter, so it would count 0:
+    count it as the convolution it is, 2·B·C_out·H_out·W_out·(C_in/groups)·kh·kw (the bilinear sampling and the
+    modulation are left out, as the convolution's own im2col is)."""
+    try:
+        import torchvision  # noqa: F401  (registers torch.ops.torchvision)
+        from torch.utils.flop_counter import register_flop_formula
+        op = torch.ops.torchvision.deform_conv2d
+    except (ImportError, AttributeError, RuntimeError):
+        return
+
+    @register_flop_formula(op, get_raw=True)
+    def _deform_conv2d_flop(input, weight, *args, out_val=None, **kwargs):
+        c_out, c_in_per_group, kh, kw = weight.shape
+        return 2 * out_val.numel() * c_in_per_group * kh * kw
+
+
+_register_deform_conv2d_flops()
+
 TIMM_SWIN = {"swin_tiny_patch4_window7_224": 224, "swin_small_patch4_window7_224": 224,
              "swin_base_patch4_window7_224": 224, "swin_large_patch4_window7_224": 224}
 
 
 def crop_size(name: str) -> int:
-    """The official training crop: 512 (T/S/B), 640 (L)."""
+    """The official ADE20K training crop: 512 (T/S/B), 640 (L); the same for the MaskFormer / Mask2Former models."""
     return 640 if "_l_" in name else 512
 
 
@@ -45,8 +64,10 @@ def run(args) -> list[dict]:
     for name in names:
         size = args.img_size or (TIMM_SWIN.get(name) or crop_size(name))
         with torch.device("meta"):
+            # backend="reference": the registered custom ops (fake kernels + FLOP formulas) on meta tensors; the
+            # torch paths of some ops read index values (ms_deform_attn's spatial shapes), which meta tensors lack
             model = (timm.create_model(name, pretrained=False) if name in TIMM_SWIN
-                     else sm.build_model(name, num_classes=args.num_classes))
+                     else sm.build_model(name, num_classes=args.num_classes, backend="reference"))
         params, flops, semantic = count(model, size)
         rows.append({**meta, "bench": "flops", "model": name, "img_size": size,
                      "num_classes": None if name in TIMM_SWIN else args.num_classes, "params": params,

@@ -75,6 +75,7 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": 1.0e-4,
         "betas": [0.9, 0.999],
         "no_decay_keys": ["norm", "relative_position_bias_table", "absolute_pos_embed"],
+        "backbone_lr_mult": 1.0,    # lr factor of the backbone's parameters (detectron2 BACKBONE_MULTIPLIER)
         "power": 1.0,
         "min_lr": 0.0,
         "warmup_iters": 1500,

@@ -66,7 +66,7 @@ TRAIN = {
     "amp": one_of(("bf16", "none")), "eval_interval": integer(lo=1), "checkpoint_interval": integer(lo=1),
     "log_interval": integer(lo=1), "keep_checkpoints": integer(lo=0), "sync_bn": boolean(),
     "find_unused_parameters": boolean(), "dist_backend": one_of(("auto", "nccl", "gloo")), "progress": boolean(),
-    "cudnn_benchmark": boolean(), "cpu_threads": integer(lo=1, none=True),
+    "cudnn_benchmark": boolean(), "cpu_threads": integer(lo=1, none=True), "backbone_lr_mult": real(gt=0),
 }
 
 

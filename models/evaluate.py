@@ -80,7 +80,8 @@ def predict_scores(model: nn.Module, image: Tensor, test_cfg: dict, mean, std, n
             if flip:
                 logits = logits.flip(-1)
             logits = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=align_corners)
-            scores = logits.softmax(1) if test_cfg["aug"] else logits
+            # mask-classification models give class scores already (averaged as detectron2's TTA does)
+            scores = logits.softmax(1) if test_cfg["aug"] and not getattr(model, "returns_scores", False) else logits
             total = scores if total is None else total + scores
     return total[0] / (len(ratios) * len(flips)) if test_cfg["aug"] else total[0]
 

@@ -21,7 +21,7 @@ RULES = {
     "num_heads": sequence(integer(lo=1), "integers >= 1", min_length=1),
     "window_size": integer(lo=1),
     "semantic": boolean(),
-    "head": one_of(("fpn", "upernet")),
+    "head": one_of(("fpn", "upernet", "maskformer", "mask2former", "mask2former_fapn", "mask2former_msfapn")),
     "num_classes": integer(lo=1),
     "mlp_ratio": real(gt=0),
     "drop_path_rate": real(lo=0, lt=1),
@@ -43,6 +43,22 @@ RULES = {
     "sgr_rho": real(gt=0),
     "sgr_beta": real(lo=0),
     "sgr_connectivity": lambda v: None if v in (4, 8) and not isinstance(v, bool) else "4 or 8",
+    # mask-classification heads
+    "num_queries": integer(lo=1),
+    "hidden_dim": integer(lo=1),
+    "mask_dim": integer(lo=1),
+    "nheads": integer(lo=1),
+    "dim_feedforward": integer(lo=1),
+    "dec_layers": integer(lo=1, none=True),
+    "enc_layers": integer(lo=0),
+    "dropout": real(lo=0, lt=1, none=True),
+    "class_weight": real(lo=0, none=True),
+    "mask_weight": real(lo=0, none=True),
+    "dice_weight": real(lo=0, none=True),
+    "no_object_weight": real(lo=0),
+    "num_points": integer(lo=1),
+    "prior_aux": boolean(),
+    "size_divisibility": integer(lo=1),
 }
 
 
@@ -64,5 +80,13 @@ def check_model_config(cfg, prefix: str = "", error: type = ValueError) -> None:
     if not stages_ok:
         raise error(f"{prefix}global_stages = {cfg.global_stages!r} is not allowed: expected distinct stage "
                     f"indices in [0, {stages}) (the model has {stages} stages)")
+    if cfg.head in ("maskformer", "mask2former", "mask2former_fapn", "mask2former_msfapn"):
+        if cfg.hidden_dim % cfg.nheads:
+            raise error(f"{prefix}nheads = {cfg.nheads!r} is not allowed: it must divide {prefix}hidden_dim = "
+                        f"{cfg.hidden_dim!r}")
+        conv_dim = cfg.head_channels or 256
+        if conv_dim % 32:
+            raise error(f"{prefix}head_channels = {conv_dim!r} is not allowed: the pixel decoder's GroupNorm has "
+                        "32 groups, expected a multiple of 32")
     if cfg.sgr and cfg.sgr_dim % 8:
         raise error(f"{prefix}sgr_dim = {cfg.sgr_dim!r} is not allowed: expected a multiple of 8 (SGR's heads)")

@@ -2,28 +2,43 @@
 and mmseg's poly schedule after a linear warmup."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
 
 def param_groups(model: nn.Module, weight_decay: float,
-                 no_decay_keys: Sequence[str] = ("norm", "relative_position_bias_table", "absolute_pos_embed")):
+                 no_decay_keys: Sequence[str] = ("norm", "relative_position_bias_table", "absolute_pos_embed"),
+                 lr: Optional[float] = None, backbone_lr_mult: float = 1.0):
     """Two groups: ``decay`` and ``no_decay`` (a parameter whose name contains any of ``no_decay_keys``: mmseg's
-    ``paramwise_cfg.custom_keys`` with decay_mult 0). Decode-head BN (``bn``) and ``gamma`` keep weight decay."""
-    decay, no_decay = [], []
+    ``paramwise_cfg.custom_keys`` with decay_mult 0). Decode-head BN (``bn``) and ``gamma`` keep weight decay.
+    With ``backbone_lr_mult != 1`` (detectron2's BACKBONE_MULTIPLIER) each splits again into a ``backbone_``
+    group (names starting with ``backbone.``) with lr ``lr × backbone_lr_mult``, and the rest."""
+    groups = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if any(k in name for k in no_decay_keys) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
-              {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"}]
-    return [g for g in groups if g["params"]]
+        kind = "no_decay" if any(k in name for k in no_decay_keys) else "decay"
+        if backbone_lr_mult != 1.0 and name.startswith("backbone."):
+            kind = "backbone_" + kind
+        groups.setdefault(kind, []).append(p)
+    out = []
+    for kind in ("decay", "no_decay", "backbone_decay", "backbone_no_decay"):
+        if kind in groups:
+            group = {"params": groups[kind], "weight_decay": 0.0 if kind.endswith("no_decay") else weight_decay,
+                     "name": kind}
+            if kind.startswith("backbone_"):
+                if lr is None:
+                    raise ValueError("param_groups: lr is needed to scale the backbone's lr by backbone_lr_mult")
+                group["lr"] = lr * backbone_lr_mult
+            out.append(group)
+    return out
 
 
 def build_optimizer(model: nn.Module, train_cfg: dict) -> torch.optim.AdamW:
-    groups = param_groups(model, train_cfg["weight_decay"], train_cfg["no_decay_keys"])
+    groups = param_groups(model, train_cfg["weight_decay"], train_cfg["no_decay_keys"], lr=train_cfg["lr"],
+                          backbone_lr_mult=train_cfg.get("backbone_lr_mult", 1.0))
     return torch.optim.AdamW(groups, lr=train_cfg["lr"], betas=tuple(train_cfg["betas"]),
                              weight_decay=train_cfg["weight_decay"])
 

@@ -51,7 +51,8 @@ from .runlog import RunLogger, setup_console_logging
 from .workdir import evaluated_at, prepare, truncate_log
 
 logger = logging.getLogger("semask_models")
-LOSS_KEYS = ("loss", "loss_ce", "loss_cate", "loss_sgr")  # logged per iteration; absent terms count as 0
+LOSS_KEYS = ("loss", "loss_ce", "loss_cate", "loss_sgr", "loss_mask", "loss_dice")  # logged per iteration; absent
+# terms count as 0 (loss_mask / loss_dice: mask classification, final layer)
 
 
 class Trainer:

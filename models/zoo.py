@@ -8,6 +8,7 @@ from typing import Optional
 from .backbones.swin import SwinBackbone
 from .heads.fpn import FPNHead
 from .heads.upernet import UPerHead
+from .mask_zoo import MASK_HEADS, build_mask_segmentor, mask_global_stages
 from .model_checks import check_model_config
 from .segmentor import Segmentor
 from .sgr import SGR
@@ -18,7 +19,8 @@ VARIANTS = {
     "b": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), window_size=12),
     "l": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=12),
 }
-HEADS = {"fpn": 256, "upernet": 512}
+HEADS = {"fpn": 256, "upernet": 512, "maskformer": 256, "mask2former": 256,  # head channels (conv_dim)
+         "mask2former_fapn": 256, "mask2former_msfapn": 256}
 
 
 def official_global_stages(embed_dim: int, num_classes: int) -> tuple[int, ...]:
@@ -39,7 +41,7 @@ class ModelConfig:
     drop_path_rate: float = 0.3
     sem_window_size: Optional[int] = None  # None: the Swin window, as the official configs
     global_stages: Optional[tuple[int, ...]] = None  # None: the official rule
-    head_channels: Optional[int] = None  # None: 256 (FPN) / 512 (UperNet)
+    head_channels: Optional[int] = None  # None: 256 (FPN, MaskFormer, Mask2Former conv_dim) / 512 (UperNet)
     use_checkpoint: bool = False
     prior_weight: float = 0.4
     ohem_min_kept: Optional[int] = None
@@ -56,6 +58,22 @@ class ModelConfig:
     sgr_rho: float = 1.0
     sgr_beta: float = 0.25
     sgr_connectivity: int = 8
+    # mask-classification heads (maskformer / mask2former, semask_models.mask_zoo); None: the family's value
+    num_queries: int = 100
+    hidden_dim: int = 256
+    mask_dim: int = 256
+    nheads: int = 8
+    dim_feedforward: int = 2048
+    dec_layers: Optional[int] = None  # official DEC_LAYERS: 6 (MaskFormer) / 10 (Mask2Former: 9 + initial prediction)
+    enc_layers: int = 6  # Mask2Former's deformable pixel-decoder encoder layers
+    dropout: Optional[float] = None  # 0.1 / 0.0
+    class_weight: Optional[float] = None  # 1 / 2
+    mask_weight: Optional[float] = None  # 20 (focal) / 5 (BCE)
+    dice_weight: Optional[float] = None  # 1 / 5
+    no_object_weight: float = 0.1
+    num_points: int = 12544  # Mask2Former's point-sampled mask losses
+    prior_aux: bool = True  # loss_cate on every deep-supervision output too
+    size_divisibility: int = 32
     extra: dict = field(default_factory=dict, repr=False)
 
 
@@ -79,7 +97,7 @@ def unchecked_config(name: str, num_classes: int = 150, **overrides) -> ModelCon
         raise ValueError(f"unknown model {name!r}; available: {model_names()} (each also with '_sgr')")
     with_sgr = name.endswith("_sgr")
     base = name[: -len("_sgr")] if with_sgr else name
-    variant, head = base.split("_")[-2:]
+    variant, _, head = base.partition("swin_")[2].partition("_")  # heads may hold "_": mask2former_fapn
     cfg = ModelConfig(**VARIANTS[variant], semantic=base.startswith("semask_"), head=head,
                       num_classes=num_classes, sgr=with_sgr)
     known = {f.name for f in dataclasses.fields(ModelConfig)} - {"extra"}
@@ -91,8 +109,12 @@ def unchecked_config(name: str, num_classes: int = 150, **overrides) -> ModelCon
 
 def build_from_config(cfg: ModelConfig) -> Segmentor:
     check_model_config(cfg)
-    global_stages = (cfg.global_stages if cfg.global_stages is not None
-                     else official_global_stages(cfg.embed_dim, cfg.num_classes))
+    if cfg.global_stages is not None:
+        global_stages = cfg.global_stages
+    elif cfg.head in MASK_HEADS:
+        global_stages = mask_global_stages(cfg.head, cfg.num_classes)
+    else:
+        global_stages = official_global_stages(cfg.embed_dim, cfg.num_classes)
     backbone = SwinBackbone(
         embed_dim=cfg.embed_dim, depths=cfg.depths, num_heads=cfg.num_heads, window_size=cfg.window_size,
         mlp_ratio=cfg.mlp_ratio, drop_path_rate=cfg.drop_path_rate,
@@ -100,6 +122,8 @@ def build_from_config(cfg: ModelConfig) -> Segmentor:
         global_stages=global_stages, use_checkpoint=cfg.use_checkpoint, backend=cfg.backend)
     sgr = (SGR(backbone.num_features[-1], dim=cfg.sgr_dim, num_tokens=cfg.sgr_tokens, layers=cfg.sgr_layers)
            if cfg.sgr else None)
+    if cfg.head in MASK_HEADS:
+        return build_mask_segmentor(cfg, backbone, sgr)
     head_cls = FPNHead if cfg.head == "fpn" else UPerHead
     head = head_cls(backbone.num_features, cfg.num_classes, channels=cfg.head_channels or HEADS[cfg.head],
                     align_corners=cfg.align_corners)
@@ -112,7 +136,9 @@ def build_from_config(cfg: ModelConfig) -> Segmentor:
 
 def build_model(name: str, num_classes: int = 150, **overrides) -> Segmentor:
     """Build a zoo model: ``semask_swin_{t,s,b,l}_fpn``, ``swin_{t,s,b,l}_fpn``, ``semask_swin_{t,s,b,l}_upernet``,
-    ``swin_{t,s,b,l}_upernet``, each also with an ``_sgr`` suffix (or ``sgr=True``). ``overrides`` are ModelConfig fields (e.g. ``drop_path_rate=0.0``,
+    ``swin_{t,s,b,l}_upernet``, and the mask-classification ``[semask_]swin_{t,s,b,l}_{maskformer, mask2former,
+    mask2former_fapn, mask2former_msfapn}`` (:mod:`semask_models.mask_zoo`; a ``MaskSegmentor``), each also with an
+    ``_sgr`` suffix (or ``sgr=True``). ``overrides`` are ModelConfig fields (e.g. ``drop_path_rate=0.0``,
     ``backend="triton"``, ``global_stages=()``). Build on the meta device with ``with torch.device("meta"):``.
 
     Example:
