@@ -8,9 +8,8 @@ Public API (see README.md and DESIGN §3):
 from . import nn
 from .backends import available_backends
 from .integrations import patch_hf_swin, patch_timm_swin
-from .ops import (prior_map_decode, semantic_attention, shifted_window_attention, upsample_cross_entropy,
-                  window_attention)
+from .ops import *  # noqa: F401,F403 - every op's public function (ops.__all__: one per op folder)
+from .ops import __all__ as _ops
 
 __version__ = "0.1.0"
-__all__ = ["available_backends", "nn", "patch_hf_swin", "patch_timm_swin", "prior_map_decode",
-           "semantic_attention", "shifted_window_attention", "upsample_cross_entropy", "window_attention"]
+__all__ = sorted(["available_backends", "nn", "patch_hf_swin", "patch_timm_swin", *_ops])
