@@ -10,14 +10,14 @@ import torch
 
 import semask_kernels as sk
 from semask_kernels import _env, backends
+from semask_kernels.ops._spec import specs
 
 EVIDENCE = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "gpu"
 
 
 def test_available_backends_lists_every_op_and_backend_with_a_reason():
     table = sk.available_backends()
-    assert set(table) == {"window_attention", "shifted_window_attention", "semantic_attention",
-                          "prior_map_decode", "upsample_cross_entropy"}
+    assert set(table) == set(specs()) and len(table) >= 5
     for op, per_backend in table.items():
         assert set(per_backend) == {"reference", "torch", "triton", "cuda"}
         assert per_backend["reference"] == per_backend["torch"] == (True, "available")
@@ -34,6 +34,18 @@ def test_auto_on_cpu_picks_the_torch_path_and_logs_why(caplog):
     assert backends.choose_backend("window_attention", "reference", q, q, q, None, [2, 2], None, 1.0) == "reference"
     for op in backends.ops():
         assert backends._PREFERENCE[op][-2:] == ("torch", "reference"), op
+
+
+def test_every_registered_op_has_a_spec_that_matches_its_registration():
+    """The specs are the one list of ops: each names a registered op with the spec's preference, a backend
+    registered for every dtype entry, and its public function exported by semask_kernels."""
+    table = specs()
+    assert set(table) == set(backends.ops())
+    for name, spec in table.items():
+        assert backends._PREFERENCE[name] == spec.preference
+        assert set(spec.dtypes) == set(backends._REGISTRY[name]), name
+        assert getattr(sk, name) is spec.function and name in sk.__all__
+        assert spec.cases and len({c.name for c in spec.cases}) == len(spec.cases), name
 
 
 def test_semask_backend_env_sets_the_default(monkeypatch):
