@@ -165,8 +165,8 @@ def spec_cases(spec: OpSpec, model: str, dtype, device, quick: bool):
         names = _backends(spec.name, *spec.arguments(call))
         for backend in ["reference"] + [b for b in spec.preference[::-1] if b in names and b != "reference"]:
             candidates[f"op:{backend}"] = (lambda b: lambda **kw: spec.function(**kw, backend=b))(backend)
-        with torch.no_grad():
-            output = spec.run(call, "reference")
+        with torch.no_grad():  # on the meta device: the output's size without running anything
+            output = spec.run(call.to(device="meta"), "reference")
         yield Case(spec.name, f"{size.name} {_label(call)}", lambda c=call: dict(c.to().kwargs), candidates,
                    spec.forward_flops(call), spec.io_bytes(call, output))
 

@@ -84,13 +84,28 @@ def triton_modules() -> dict[str, object]:
     return mods
 
 
+def kernel_modules() -> list:
+    """Every module that defines jit kernels: each op's ``triton`` module and the shared kernel families of
+    ``semask_kernels/kernels/`` (e.g. the window-attention family both attention ops launch)."""
+    import semask_kernels.kernels
+    mods = list(triton_modules().values())
+    for info in pkgutil.iter_modules(semask_kernels.kernels.__path__):
+        mod = importlib.import_module(f"semask_kernels.kernels.{info.name}")
+        if any(isinstance(obj, JITFunction) for obj in vars(mod).values()):
+            mods.append(mod)
+    return mods
+
+
 def kernels() -> dict[str, JITFunction]:
-    """{"op.name": kernel} of every launchable jit function (``*_kernel``) defined in the triton modules."""
+    """{"family.name": kernel} of every launchable jit function (``*_kernel``) defined in the kernel modules; the
+    family is the op of an ``ops/<op>/triton.py``, or the module's name in ``semask_kernels/kernels/``."""
     found = {}
-    for op, mod in triton_modules().items():
+    for mod in kernel_modules():
+        parts = mod.__name__.split(".")
+        family = parts[-2] if parts[-1] == "triton" else parts[-1]
         for name, obj in vars(mod).items():
             if isinstance(obj, JITFunction) and name.endswith("_kernel") and obj.fn.__module__ == mod.__name__:
-                found[f"{op}.{name}"] = obj
+                found[f"{family}.{name}"] = obj
     return found
 
 
@@ -109,7 +124,7 @@ def _recording(log: list):
     """Every jit function of every triton module replaced by a recorder (restored after: the compiler looks
     helpers up in the modules' globals)."""
     saved = []
-    for mod in triton_modules().values():
+    for mod in kernel_modules():
         for name, obj in list(vars(mod).items()):
             if isinstance(obj, JITFunction):
                 saved.append((mod, name, obj))
@@ -280,8 +295,10 @@ def _src_benchmarks(calls: list) -> None:
     bench._backends = lambda op, *args: ["triton"]
     try:
         for model, (dname, dtype) in itertools.product(bench.MODELS, bench.DTYPES.items()):
-            cases = [*bench.attention_cases(model, dtype, META, False, baselines=()),
-                     *bench.semantic_cases(model, dtype, META, False), *bench.loss_cases(model, dtype, META, False)]
+            cases = [*bench.attention_cases(model, dtype, META, False, baselines=())]
+            for name, spec in bench.specs().items():
+                if name != "shifted_window_attention":
+                    cases += bench.spec_cases(spec, model, dtype, META, False)
             for case in cases:
                 with _capturing_calls(calls, f"benchmarks.ops {model} {dname} {case.op}"):
                     case.candidates["op:triton"](**case.inputs())

@@ -9,7 +9,7 @@ import torch
 import semask_kernels as sk
 from semask_kernels import _env, _triton_utils, backends
 from semask_kernels.ops.shifted_window_attention import reference, triton
-from semask_kernels.ops.window_attention import triton as wa
+from semask_kernels.kernels import window_attention as wa
 from tests.utils import TOLERANCES, assert_close
 
 OP = "shifted_window_attention"

@@ -6,6 +6,7 @@ import torch
 import semask_kernels as sk
 from semask_kernels import _env, _triton_utils, backends
 from semask_kernels.ops._windows import shift_mask
+from semask_kernels.kernels import window_attention as wa
 from semask_kernels.ops.window_attention import reference, triton
 from tests.utils import assert_close
 
@@ -102,9 +103,9 @@ def test_non_contiguous_inputs():
 @interpreted
 def test_several_windows_per_program(monkeypatch):
     """Force the multi-window loop (used at real sizes) with a ragged last group."""
-    monkeypatch.setattr(triton, "TARGET_PROGRAMS", 3)
+    monkeypatch.setattr(wa, "TARGET_PROGRAMS", 3)
     monkeypatch.setattr(_triton_utils, "_CONFIGS", {})
-    cfg = triton.config(49, 16, 16, 10, 2, torch.float32)
+    cfg = wa.config(49, 16, 16, 10, 2, torch.float32)
     assert cfg.wpp > 1 and 10 % cfg.wpp
     check_against_reference(_inputs(10, 2, (7, 7), 16, n_mask=5))
     check_against_reference(_inputs(3, 1, (12, 12), 16, n_mask=3))

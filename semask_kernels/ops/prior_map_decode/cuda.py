@@ -1,7 +1,7 @@
 """CUDA backend of ``prior_map_decode``: a thin wrapper over ``torch.ops.semask_kernels.prior_map_decode_*``.
 
-Each level is resampled as ``A_i · X_i · B_iᵀ`` with banded 1-D matrices from ``interp_weights``; the C++ op
-does forward as ``out = maps[0] + Σ levels`` and backward as a gather with the transposed bands
+Each level is resampled as ``A_i · X_i · B_iᵀ`` with banded 1-D matrices from ``kernels/bilinear_bands``; the
+C++ op does forward as ``out = maps[0] + Σ levels`` and backward as a gather with the transposed bands
 (deterministic). Weights are float32 (float64 for float64 maps); accumulation is float32 (float64).
 Registration with ``backends`` happens in ``op.py``.
 """
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ... import _ext
-from .interp_weights import band_weights
+from ...kernels.bilinear_bands import band_weights
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

@@ -1,5 +1,5 @@
 """Triton backend of ``shifted_window_attention``: the window-attention kernel family
-(``ops/window_attention/triton.py``) in its shifted geometry, reading q, k, v straight from qkv.
+(``semask_kernels/kernels/window_attention.py``) in its shifted geometry, reading q, k, v straight from qkv.
 
 qkv (B, H, W, 3C), last dim [3][nH][d]: q, k, v are its three column slices, addressed by qkv's own strides
 (non-contiguous input is read in place). Token t of window w of image b sits at padded-grid cell
@@ -25,8 +25,9 @@ from typing import Optional
 
 import torch
 
+from ... import _triton_utils as tu
+from ...kernels import window_attention as wa
 from .._windows import padded_size
-from ..window_attention import triton as wa
 
 
 def _problem(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value):
@@ -58,7 +59,7 @@ def backward(grad, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size
 
 
 def available() -> Optional[str]:
-    return wa.available()
+    return tu.triton_available()
 
 
 def supports(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order,

@@ -2,9 +2,10 @@
 fused, forward and backward, never forming the (B, K, H, W) logits or their gradient.
 
 The resize is separable: output row y reads low-res rows ``RS[y] + t`` with weights ``RW[y, t]`` (t < 2), output
-column x reads columns ``CS[x] + u`` with ``CW[x, u]``. The bands come from ``interp_weights.band_weights`` with
-``levels=0`` (one ``F.interpolate(size=...)``, or the identity when the sizes agree), built by pushing an identity
-through ``F.interpolate``: torch's own source-index rule, both ``align_corners``.
+column x reads columns ``CS[x] + u`` with ``CW[x, u]``. The bands come from
+``kernels/bilinear_bands.band_weights`` with ``levels=0`` (one ``F.interpolate(size=...)``, or the identity when
+the sizes agree), built by pushing an identity through ``F.interpolate``: torch's own source-index rule, both
+``align_corners``.
 
 Forward (``_lse_kernel``, one program per output row segment of BLOCK_X pixels): for each chunk of BLOCK_K
 classes, interpolate the chunk's logits from the four taps (fp32), update an online log-sum-exp (running max m
@@ -35,8 +36,7 @@ import torch
 from torch import Tensor
 
 from ... import _triton_utils as tu
-from ..prior_map_decode.interp_weights import composite_matrix
-from ..prior_map_decode.triton import device_band
+from ...kernels.bilinear_bands import composite_matrix, device_band
 
 tl = tu.language()
 
