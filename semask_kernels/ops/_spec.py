@@ -116,10 +116,10 @@ class Call:
         """Floating tensors cast to ``dtype`` (integer ones, e.g. labels, keep theirs), all moved to ``device``;
         fresh leaves, the ``grads`` ones requiring grad."""
         def move(name: str, t: Tensor) -> Tensor:
-            t = t.detach().to(device=device or t.device)
+            t = t.detach().to(device=device or t.device)  # a new leaf; strides kept when nothing changes
             if dtype is not None and t.is_floating_point():
                 t = t.to(dtype)
-            return t.clone().requires_grad_(name in self.grads)
+            return t.detach().requires_grad_(name in self.grads and t.is_floating_point())
         return replace(self, kwargs={k: _map(v, lambda t, k=k: move(k, t)) for k, v in self.kwargs.items()})
 
     def leaves(self) -> list[tuple[str, Tensor]]:
@@ -180,6 +180,8 @@ class OpSpec:
     # compare outputs and gradients divided by the reference's largest magnitude (the loss: its gradient carries
     # 1/pixels, so an absolute bound would pass trivially)
     unit_scale: bool = False
+    # results whose bounds grow with their magnitude (sums over many tokens, e.g. "d bias_table"); None: all
+    magnitude_scaled: Optional[tuple[str, ...]] = None
     # what the op's public function is called for in a sentence, for the docs and info
     summary: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)  # op-specific data other code may read, by name

@@ -99,6 +99,7 @@ SPEC = OpSpec(
     sample=sample,
     flops=flops,
     cases=CASES,
+    magnitude_scaled=("d bias_table", "d qkv_bias"),  # sums over tokens; q, k, v and the output are unit scale
     summary="the whole attention of one Swin block after its qkv Linear",
     extra={"shapes": SHAPES, "pad_orders": PAD_ORDERS},
 )

@@ -78,5 +78,6 @@ SPEC = OpSpec(
     sample=sample,
     flops=flops,
     cases=CASES,
+    magnitude_scaled=("d bias_table",),  # sums over tokens; q, k, v and the output are unit scale
     summary="attention inside already-partitioned windows (timm WindowAttention's inner math)",
 )
