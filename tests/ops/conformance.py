@@ -13,10 +13,25 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+import pytest
+
+from semask_kernels import _env
 from semask_kernels.ops._spec import Call, OpSpec
 from tests.utils import assert_close, assert_error_within, poison_cuda_cache
 
 EXACT = (torch.float32, torch.float64)
+
+
+def device(backend: str) -> str:
+    """Where ``backend``'s tests run: CUDA for the CUDA backend, and for Triton unless it is interpreted."""
+    on_gpu = torch.cuda.is_available() and not (backend == "triton" and _env.triton_interpret())
+    return "cuda" if backend == "cuda" or (backend == "triton" and on_gpu) else "cpu"
+
+
+def fused(spec: OpSpec) -> list:
+    """pytest params of ``spec``'s backends other than the reference, the CUDA one marked ``gpu``."""
+    return [pytest.param(b, marks=[pytest.mark.gpu] if b == "cuda" else [], id=b) for b in spec.dtypes
+            if b != "reference"]
 
 
 def upstream(out: Tensor) -> Tensor:
@@ -37,7 +52,8 @@ def results(spec: OpSpec, backend: str, call: Call, dtype: Optional[torch.dtype]
     leaves = call.leaves()
     named = [("output", out)]
     if leaves:
-        grads = torch.autograd.grad(out, [t for _, t in leaves], upstream(out))
+        # an input the output does not depend on (padding values when nothing is padded) gets zeros
+        grads = torch.autograd.grad(out, [t for _, t in leaves], upstream(out), materialize_grads=True)
         named += [(f"d {name}", g) for (name, _), g in zip(leaves, grads)]
     return named
 
@@ -57,12 +73,13 @@ def _unit(spec: OpSpec, tensor: Tensor, expected: Tensor) -> Tensor:
 
 
 def check(spec: OpSpec, backend: str, call: Call, dtype: torch.dtype = torch.float32,
-          device: Optional[torch.device | str] = None) -> list[tuple[str, Tensor]]:
+          device: Optional[torch.device | str] = None, rule: str = "calibrated") -> list[tuple[str, Tensor]]:
     """``backend`` matches the float32 reference on ``call`` in ``dtype``, output and every gradient, each of
-    the dtype and shape of its input; returns the backend's results."""
+    the dtype and shape of its input; returns the backend's results. ``rule`` for float16/bfloat16:
+    "calibrated" (the self-calibrating rule) or "bounds" (the per-dtype bounds against float32)."""
     call = call.to(device=device)
-    if dtype in EXACT:
-        expected = results(spec, "reference", call, None if dtype == torch.float64 else torch.float32)
+    if dtype in EXACT or rule == "bounds":
+        expected = results(spec, "reference", call.to(dtype), None if dtype == torch.float64 else torch.float32)
         got = results(spec, backend, call, dtype)
         assert [n for n, _ in got] == [n for n, _ in expected]
         for (name, a), (_, e) in zip(got, expected):

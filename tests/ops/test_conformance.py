@@ -13,16 +13,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from semask_kernels import _env, backends
+from semask_kernels import backends
 from semask_kernels.ops._spec import specs
 from tests.ops import conformance
 
 SPECS = specs()
-
-
-def _device(backend: str) -> str:
-    on_gpu = torch.cuda.is_available() and not (backend == "triton" and _env.triton_interpret())
-    return "cuda" if backend == "cuda" or (backend == "triton" and on_gpu) else "cpu"
 
 
 def _marks(backend: str) -> list:
@@ -53,7 +48,7 @@ def _per_backend():
 
 def _call(spec, case_name: str, backend: str):
     case = next(c for c in spec.cases if c.name == case_name)
-    call = case.make().to(device=_device(backend))
+    call = case.make().to(device=conformance.device(backend))
     unavailable = backends.get_backend(spec.name, backend).available()
     if unavailable:
         pytest.skip(f"{spec.name}/{backend} cannot run here: {unavailable}")
@@ -103,6 +98,26 @@ def test_opcheck(op, backend):
     spec = SPECS[op]
     call = _call(spec, _smallest(spec).name, backend).to()  # leaves: opcheck tests the autograd registration too
     torch.library.opcheck(spec.custom_op, (*spec.arguments(call), backend))
+
+
+def _declining():
+    for name, spec in SPECS.items():
+        for backend in _fused(spec):
+            missing = [d for d in (torch.float64, torch.float16, torch.bfloat16) if d not in spec.dtypes[backend]]
+            if missing:
+                yield pytest.param(name, backend, missing[0], marks=_marks(backend),
+                                   id=f"{name}-{backend}-{str(missing[0]).removeprefix('torch.')}")
+
+
+@pytest.mark.parametrize("op,backend,dtype", list(_declining()))
+def test_a_dtype_it_does_not_run_is_declined_with_a_reason_and_auto_runs_it(op, backend, dtype):
+    spec = SPECS[op]
+    call = _call(spec, spec.cases[0].name, backend).to(dtype)
+    reason = backends.why_not(op, backend, *spec.arguments(call))
+    assert reason is not None and str(dtype).removeprefix("torch.") in reason, reason
+    with pytest.raises(RuntimeError, match=f"backend '{backend}' was requested but cannot run"):
+        spec.run(call, backend)
+    assert spec.run(call, "auto").dtype == dtype
 
 
 def test_every_op_has_cases_for_every_backend_and_low_precision():

@@ -72,6 +72,15 @@ def _cases():
     for name in ("up-x4-K150", "up-x8", "target-much-smaller", "same-size", "1x1-logits", "1x1-target", "one-row"):
         yield Case(name, lambda s=SHAPES[name], n=name: inputs(*s[0], s[1], align_corners=n == "1x1-logits"),
                    dtypes=FP32 + LOW if name == "up-x4-K150" else FP32)
+        for avg in (True, False):  # the other reductions and align_corners: on the GPU only (the interpreter is slow)
+            for align in (False, True):
+                if (avg, align) != (True, name == "1x1-logits"):
+                    yield Case(f"{name}-avg{int(avg)}-align{int(align)}",
+                               lambda s=SHAPES[name], a=avg, c=align: inputs(*s[0], s[1], avg_non_ignore=a,
+                                                                              align_corners=c),
+                               backends=("cuda",))
+    yield Case("up-x4-K150-16x12", lambda: inputs(2, 150, 16, 12, (64, 48)), backends=("cuda",),
+               note="a larger x4 upsampling, several class chunks")
     yield Case("all-ignored", _all_ignored, note="every pixel ignored: loss and gradient 0")
     yield Case("ignore-index-int32", _custom_ignore_int32, note="ignore_index=-100, int32 labels")
     yield Case("non-contiguous", _non_contiguous, note="channels-last logits, transposed target")
