@@ -164,3 +164,23 @@ def test_cuda_backends_are_registered_and_say_why_they_cannot_run(op):
         assert ("GPU" in reason) or ("extension" in reason), reason
     else:
         assert ok, reason
+
+
+def test_supports_gives_every_reason_and_a_failed_auto_lists_every_backend(monkeypatch):
+    """A backend that cannot run for several reasons names them all; when no backend of an op can run, the error
+    names each backend with its reasons (the log at debug level has them one by one)."""
+    from semask_kernels.ops.window_attention import triton
+    q = torch.randn(1, 1, 1025, 8, dtype=torch.float64)
+    reason = triton.supports(q, q, q, None, [1025, 1], None, 1.0)
+    assert "float64" in reason and "N=1025" in reason, reason
+    assert backends.reasons(None, "", "a", False, "b") == "a; b" and backends.reasons(None, False) is None
+    monkeypatch.setattr(backends, "_REGISTRY", {k: dict(v) for k, v in backends._REGISTRY.items()})
+    monkeypatch.setattr(backends, "_PREFERENCE", dict(backends._PREFERENCE))
+    backends.register_op("toy", ("cuda", "torch"))
+    backends.register_backend("toy", "cuda", forward=lambda x: x, backward=lambda g: g,
+                              supports=lambda x: backends.reasons("x is on cpu", "x has dtype float64"))
+    backends.register_backend("toy", "torch", forward=lambda x: x, backward=lambda g: g,
+                              supports=lambda x: "x is too large")
+    with pytest.raises(RuntimeError, match=r"toy: no backend can run these arguments; cuda: x is on cpu; x has "
+                                           r"dtype float64 \| torch: x is too large"):
+        backends.choose_backend("toy", "auto", torch.zeros(1))

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from .. import _triton_utils as tu
+from ..backends import reasons
 from ..ops._windows import relative_position_index
 from .window_attention_tiles import (_bias_tile, _dot, _geometry, _load_tokens, _mask_tile, _offsets,
                                      _store_tokens)
@@ -335,33 +336,41 @@ def config(n: int, d: int, dv: int, n_windows: int, heads: int, dtype: torch.dty
     return tu.cached_config(("window_attention", n, d, dv, n_windows, heads, dtype), rule)
 
 
-def _common(p: Problem, cfg: Config) -> tuple[list, list, dict]:
-    """Arguments shared by the kernels: table and mask pointers with strides, geometry scalars, constexprs."""
-    s = p.shift
-    table, mask, dtype = p.table, p.mask, p.q.dtype
-    ptrs = [table if table is not None else p.q, *(table.stride() if table is not None else (0, 0)),
-            mask if mask is not None else p.q, *(mask.stride() if mask is not None else (0, 0, 0))]
-    geometry = [mask.shape[0] if mask is not None else 1, p.heads,
-                *((s.nwin, s.nwc, s.h, s.w, s.hp, s.wp, s.sh, s.sw) if s else (1, 1, 1, 1, 1, 1, 0, 0)),
-                float(p.scale), float(s.mask_value) if s else 0.0]
-    constexprs = dict(N=p.n, WH=p.window[0], WW=p.window[1], D=p.d, DV=p.dv, D_PAD=cfg.d_pad, DV_PAD=cfg.dv_pad,
-                      SHIFTED=s is not None, PAD_THEN_ROLL=bool(s and s.pad_then_roll),
-                      SHIFT_H=bool(s and s.sh > 0), SHIFT_W=bool(s and s.sw > 0), HAS_TABLE=table is not None,
-                      MASKED=mask is not None or bool(s and (s.sh > 0 or s.sw > 0)),
-                      HAS_QKV_BIAS=p.has_padding_tokens, IN_DT=tu.tl_dtype(dtype), DOT_DT=tu.dot_dtype(dtype),
-                      PREC=tu.dot_precision(dtype))
-    return ptrs, geometry, constexprs
+def _strides(prefix: str, t: Tensor) -> dict:
+    """``{prefix0: t.stride(0), ...}``: a tensor's 4 strides under the kernels' parameter names (e.g. sq0..sq3)."""
+    return {f"{prefix}{i}": s for i, s in enumerate(t.stride())}
 
 
-def _bias_parts(p: Problem) -> list:
+def _common(p: Problem) -> dict:
+    """The keyword arguments every kernel of the family takes: the padding tokens' q/k/v vectors, the bias table and
+    the mask (a dummy pointer when absent) with their strides, q/k/v and their strides, the geometry scalars."""
+    s, table, mask = p.shift, p.table, p.mask
     if p.qkv_bias is None:
-        return [p.q, p.q, p.q]
-    c = p.qkv_bias.shape[0] // 3
-    return [p.qkv_bias[:c], p.qkv_bias[c:2 * c], p.qkv_bias[2 * c:]]
+        qb = kb = vb = p.q  # never read (HAS_QKV_BIAS is False)
+    else:
+        c = p.qkv_bias.shape[0] // 3
+        qb, kb, vb = p.qkv_bias[:c], p.qkv_bias[c:2 * c], p.qkv_bias[2 * c:]
+    st = table.stride() if table is not None else (0, 0)
+    sm = mask.stride() if mask is not None else (0, 0, 0)
+    geometry = (dict(NWIN=s.nwin, NWC=s.nwc, H=s.h, W=s.w, HP=s.hp, WP=s.wp, SH=s.sh, SW=s.sw) if s else
+                dict(NWIN=1, NWC=1, H=1, W=1, HP=1, WP=1, SH=0, SW=0))
+    return dict(Q=p.q, K=p.k, V=p.v, QB=qb, KB=kb, VB=vb,
+                TABLE=table if table is not None else p.q, st0=st[0], st1=st[1],
+                MASK=mask if mask is not None else p.q, sm0=sm[0], sm1=sm[1], sm2=sm[2],
+                **_strides("sq", p.q), **_strides("sk", p.k), **_strides("sv", p.v),
+                n_windows=p.n_windows, n_mask=mask.shape[0] if mask is not None else 1, NH=p.heads, **geometry,
+                scale=float(p.scale), mask_value=float(s.mask_value) if s else 0.0)
 
 
-def _strides(*tensors: Tensor) -> list[int]:
-    return [s for t in tensors for s in t.stride()]
+def _constexprs(p: Problem, cfg: Config) -> dict:
+    """The compile-time parameters shared by the family: sizes, tiles, geometry switches, dtypes."""
+    s, dtype = p.shift, p.q.dtype
+    return dict(N=p.n, WH=p.window[0], WW=p.window[1], D=p.d, DV=p.dv, D_PAD=cfg.d_pad, DV_PAD=cfg.dv_pad,
+                SHIFTED=s is not None, PAD_THEN_ROLL=bool(s and s.pad_then_roll),
+                SHIFT_H=bool(s and s.sh > 0), SHIFT_W=bool(s and s.sw > 0), HAS_TABLE=p.table is not None,
+                MASKED=p.mask is not None or bool(s and (s.sh > 0 or s.sw > 0)),
+                HAS_QKV_BIAS=p.has_padding_tokens, IN_DT=tu.tl_dtype(dtype), DOT_DT=tu.dot_dtype(dtype),
+                PREC=tu.dot_precision(dtype), num_stages=cfg.stages)
 
 
 def attention_forward(p: Problem, out: Tensor, stats: Optional[tuple[Tensor, Tensor, Tensor]] = None) -> Tensor:
@@ -369,16 +378,13 @@ def attention_forward(p: Problem, out: Tensor, stats: Optional[tuple[Tensor, Ten
     if p.n_windows == 0 or out.numel() == 0:
         return out
     cfg = config(p.n, p.d, p.dv, p.n_windows, p.heads, p.q.dtype)
-    ptrs, geometry, constexprs = _common(p, cfg)
-    grad, lse, delta = stats if stats is not None else (out, out, out)
-    o = grad if stats is not None else out
+    grad, lse, delta = stats if stats is not None else (out, out, out)  # unused pointers without STATS
+    o = grad if stats is not None else out  # with STATS, O's strides address dO
     grid = (-(-p.n_windows // cfg.wpp), cfg.num_mb, p.heads)
     with tu.device_guard(out):
-        _fwd_kernel[grid](p.q, p.k, p.v, o, *_bias_parts(p), ptrs[0], ptrs[3], grad, lse, delta,
-                          *_strides(p.q, p.k, p.v, o), ptrs[1], ptrs[2], *ptrs[4:],
-                          p.n_windows, cfg.wpp, *geometry,
+        _fwd_kernel[grid](O=o, DO=grad, LSE=lse, DELTA=delta, **_strides("so", o), wpp=cfg.wpp, **_common(p),
                           BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, STATS=stats is not None,
-                          ONE_KB=p.n <= cfg.block_n, num_warps=cfg.fwd_warps, num_stages=cfg.stages, **constexprs)
+                          ONE_KB=p.n <= cfg.block_n, num_warps=cfg.fwd_warps, **_constexprs(p, cfg))
     return out
 
 
@@ -395,7 +401,6 @@ def attention_backward(p: Problem, grad: Tensor, dq: Tensor, dk: Tensor, dv: Ten
         dtable = torch.zeros_like(p.table) if p.table is not None else None
         return dtable, (torch.zeros_like(p.qkv_bias) if p.qkv_bias is not None else None)
     cfg = config(p.n, p.d, p.dv, p.n_windows, p.heads, dtype)
-    ptrs, geometry, constexprs = _common(p, cfg)
     lse = torch.empty(p.n_windows, p.heads, p.n, dtype=torch.float32, device=device)
     delta = torch.empty_like(lse)
     attention_forward(p, grad, stats=(grad, lse, delta))  # recompute the softmax statistics
@@ -407,20 +412,17 @@ def attention_backward(p: Problem, grad: Tensor, dq: Tensor, dk: Tensor, dv: Ten
     pb = (torch.empty(cfg.num_kb, groups, 2, p.heads, cfg.d_pad, dtype=torch.float32, device=device)
           if p.has_padding_tokens else lse)
     fuse_dq = p.n <= cfg.block_kv
+    common, constexprs = _common(p), _constexprs(p, cfg)
     with tu.device_guard(grad):
         _bwd_kv_kernel[(groups, cfg.num_kb, p.heads)](
-            p.q, p.k, p.v, grad, dq, dk, dv, *_bias_parts(p), ptrs[0], ptrs[3], lse, delta, pt, pb,
-            *_strides(p.q, p.k, p.v, grad, dq, dk, dv), ptrs[1], ptrs[2], *ptrs[4:],
-            p.n_windows, cfg.wpp_kv, groups, *geometry,
-            BLOCK_Q=cfg.block_q, BLOCK_N=cfg.block_kv, NK_PAD=nk_pad, FUSE_DQ=fuse_dq, num_warps=cfg.kv_warps,
-            num_stages=cfg.stages, **constexprs)
+            DO=grad, DQ=dq, DK=dk, DVT=dv, LSE=lse, DELTA=delta, PT=pt, PB=pb, **_strides("so", grad),
+            **_strides("dq", dq), **_strides("dk", dk), **_strides("dv", dv), wpp=cfg.wpp_kv, n_groups=groups,
+            **common, BLOCK_Q=cfg.block_q, BLOCK_N=cfg.block_kv, NK_PAD=nk_pad, FUSE_DQ=fuse_dq,
+            num_warps=cfg.kv_warps, **constexprs)
         if not fuse_dq:
             _bwd_q_kernel[(-(-p.n_windows // cfg.wpp), cfg.num_mb, p.heads)](
-                p.q, p.k, p.v, grad, dq, *_bias_parts(p), ptrs[0], ptrs[3], lse, delta,
-                *_strides(p.q, p.k, p.v, grad, dq), ptrs[1], ptrs[2], *ptrs[4:],
-                p.n_windows, cfg.wpp, *geometry,
-                BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.fwd_warps, num_stages=cfg.stages,
-                **constexprs)
+                DO=grad, DQ=dq, LSE=lse, DELTA=delta, **_strides("so", grad), **_strides("dq", dq), wpp=cfg.wpp,
+                **common, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, num_warps=cfg.fwd_warps, **constexprs)
 
     dtable = None
     if p.table is not None:
@@ -455,12 +457,9 @@ def _table_index(window: tuple[int, int], block_q: int, nk_pad: int, device: tor
 
 
 def check(t: Tensor, name: str, n: int, d: int, dv: int) -> Optional[str]:
-    """Why these sizes or tensor ``name`` cannot run on the Triton kernels, or None."""
-    reason = tu.triton_available() or tu.device_ok(t, name) or tu.dtype_ok(t, name)
-    if reason:
-        return reason
-    if n > MAX_TOKENS:
-        return f"windows of N={n} tokens are larger than the Triton kernels' limit of {MAX_TOKENS}"
-    if max(d, dv) > MAX_HEAD_DIM:
-        return f"head dim {max(d, dv)} is larger than the Triton kernels' limit of {MAX_HEAD_DIM}"
-    return None
+    """Every reason these sizes or tensor ``name`` cannot run on the Triton kernels, or None."""
+    return reasons(tu.triton_available(), tu.device_ok(t, name), tu.dtype_ok(t, name),
+                   n > MAX_TOKENS and f"windows of N={n} tokens are larger than the Triton kernels' limit of "
+                                     f"{MAX_TOKENS}",
+                   max(d, dv) > MAX_HEAD_DIM and f"head dim {max(d, dv)} is larger than the Triton kernels' limit "
+                                                 f"of {MAX_HEAD_DIM}")

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ... import _triton_utils as tu
+from ...backends import reasons
 from ...kernels.bilinear_bands import device_band
 
 tl = tu.language()
@@ -169,11 +170,11 @@ def available() -> Optional[str]:
 
 
 def supports(maps: Sequence[Tensor], align_corners: bool) -> Optional[str]:
-    """Why the Triton backend cannot run these maps (device, dtype), or None when it can."""
+    """Every reason the Triton backend cannot run these maps (device, dtype), or None when it can."""
+    found = []
     for i, m in enumerate(maps):
         if not isinstance(m, Tensor):
-            return f"maps[{i}] is not a tensor ({type(m).__name__})"
-        reason = tu.device_ok(m, f"maps[{i}]") or tu.dtype_ok(m, f"maps[{i}]")
-        if reason:
-            return reason
-    return None
+            found.append(f"maps[{i}] is not a tensor ({type(m).__name__})")
+        else:
+            found += [tu.device_ok(m, f"maps[{i}]"), tu.dtype_ok(m, f"maps[{i}]")]
+    return reasons(*found)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ... import _ext
+from ...backends import reasons
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 HEAD_DIMS = (16, 32, 64, 128)  # the kernels are instantiated for these
@@ -74,26 +75,20 @@ available = _ext.unavailable_reason  # extension built and a GPU visible
 
 def supports(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order,
              mask_value) -> Optional[str]:
-    """Why the CUDA backend cannot run these arguments, or None when it can."""
+    """Every reason the CUDA backend cannot run these arguments, or None when it can."""
+    found = []
     for name, t in (("qkv", qkv), ("bias_table", bias_table), ("qkv_bias", qkv_bias)):
-        if t is None:
-            continue
-        if t.device.type != "cuda":
-            return f"{name} is on {t.device}, the CUDA backend needs CUDA tensors"
-        if t.dtype not in SUPPORTED_DTYPES:
-            return f"{name} has dtype {t.dtype}, the CUDA backend supports {SUPPORTED_DTYPES}"
+        if t is not None:
+            found += [t.device.type != "cuda" and f"{name} is on {t.device}, the CUDA backend needs CUDA tensors",
+                      t.dtype not in SUPPORTED_DTYPES and f"{name} has dtype {t.dtype}, the CUDA backend supports "
+                                                          f"{SUPPORTED_DTYPES}"]
     d = qkv.shape[-1] // 3 // int(num_heads)
-    if d not in HEAD_DIMS:
-        return f"head dim d = {d} is not one of the CUDA kernels' head dims {HEAD_DIMS}"
     n = int(window_size[0]) * int(window_size[1])
-    if n > MAX_TOKENS:
-        return f"windows of N = {n} tokens exceed the CUDA kernels' limit of {MAX_TOKENS}"
     b, h, w, _ = qkv.shape
-    if h * w > 2 ** 31 - 1:
-        return f"a {h}x{w} map is too large for the CUDA kernels (H·W must fit in int32)"
     nwin = -(-h // int(window_size[0])) * -(-w // int(window_size[1]))
-    if b * nwin > 2 ** 31 - 1:
-        return f"B x windows = {b * nwin} exceeds the CUDA grid limit"
-    if int(num_heads) > 65535:
-        return f"num_heads = {num_heads} exceeds the CUDA grid limit of 65535"
-    return None
+    return reasons(*found,
+                   d not in HEAD_DIMS and f"head dim d = {d} is not one of the CUDA kernels' head dims {HEAD_DIMS}",
+                   n > MAX_TOKENS and f"windows of N = {n} tokens exceed the CUDA kernels' limit of {MAX_TOKENS}",
+                   h * w > 2 ** 31 - 1 and f"a {h}x{w} map is too large for the CUDA kernels (H·W must fit in int32)",
+                   b * nwin > 2 ** 31 - 1 and f"B x windows = {b * nwin} exceeds the CUDA grid limit",
+                   int(num_heads) > 65535 and f"num_heads = {num_heads} exceeds the CUDA grid limit of 65535")

@@ -1,7 +1,7 @@
 """``shifted_window_attention``: custom op registration, fake kernel, autograd, FLOPs, dispatch, public function."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -50,17 +50,28 @@ def _(grad, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale
     return torch.empty_like(qkv), torch.empty_like(bias_table), dbias
 
 
+class Geometry(NamedTuple):
+    """The op's non-tensor arguments, as the custom ops take them after the three tensors."""
+    num_heads: int
+    window_size: list
+    shift_size: list
+    scale: float
+    pad_order: str
+    mask_value: float
+
+
 def _setup_context(ctx, inputs, output):
-    qkv, bias_table, qkv_bias, *rest = inputs
+    qkv, bias_table, qkv_bias, *geometry, backend = inputs
     ctx.save_for_backward(qkv, bias_table, qkv_bias)
-    backend = backends.resolve(OP, rest[-1], qkv, bias_table, qkv_bias, *rest[:-1])  # "auto" from TorchScript
-    ctx.rest = rest[:-1] + [backend]  # num_heads, window_size, shift_size, scale, pad_order, mask_value, backend
+    ctx.geometry = Geometry(*geometry)
+    ctx.backend = backends.resolve(OP, backend, qkv, bias_table, qkv_bias, *ctx.geometry)  # "auto": TorchScript
 
 
 def _backward(ctx, grad):
     qkv, bias_table, qkv_bias = ctx.saved_tensors
-    dqkv, dtable, dbias = _swa_bwd(grad, qkv, bias_table, qkv_bias, *ctx.rest)
-    return (dqkv, dtable, dbias if qkv_bias is not None else None) + (None,) * 7
+    dqkv, dtable, dbias = _swa_bwd(grad, qkv, bias_table, qkv_bias, *ctx.geometry, ctx.backend)
+    no_grad = (None,) * (len(Geometry._fields) + 1)  # the geometry and the backend name
+    return (dqkv, dtable, dbias if qkv_bias is not None else None) + no_grad
 
 
 _swa.register_autograd(_backward, setup_context=_setup_context)

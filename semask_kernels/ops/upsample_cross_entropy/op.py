@@ -1,6 +1,8 @@
 """``upsample_cross_entropy``: custom op registration, fake kernel, autograd, FLOPs, dispatch, public function."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
@@ -53,15 +55,23 @@ def _(grad, logits, target, ignore_index, avg_non_ignore, align_corners, backend
     return torch.empty_like(logits)
 
 
+class Options(NamedTuple):
+    """The op's non-tensor arguments, as the custom ops take them after logits and target."""
+    ignore_index: int
+    avg_non_ignore: bool
+    align_corners: bool
+    backend: str
+
+
 def _setup_context(ctx, inputs, output):
-    logits, target, *rest = inputs
+    logits, target, *options = inputs
     ctx.save_for_backward(logits, target)
-    ctx.rest = rest  # ignore_index, avg_non_ignore, align_corners, backend
+    ctx.options = Options(*options)
 
 
 def _backward(ctx, grad):
     logits, target = ctx.saved_tensors
-    return (_uce_bwd(grad, logits, target, *ctx.rest),) + (None,) * 5
+    return (_uce_bwd(grad, logits, target, *ctx.options), None) + (None,) * len(Options._fields)  # target, options
 
 
 _uce.register_autograd(_backward, setup_context=_setup_context)

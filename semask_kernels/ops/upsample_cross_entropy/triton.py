@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ... import _triton_utils as tu
+from ...backends import reasons
 from ...kernels.bilinear_bands import composite_matrix, device_band
 
 tl = tu.language()
@@ -308,14 +309,10 @@ def available() -> Optional[str]:
 
 def supports(logits: Tensor, target: Tensor, ignore_index: int, avg_non_ignore: bool,
              align_corners: bool) -> Optional[str]:
-    """Why the Triton backend cannot run these arguments (device, dtype, sizes), or None when it can."""
-    reason = tu.device_ok(logits, "logits") or tu.dtype_ok(logits, "logits") or tu.device_ok(target, "target")
-    if reason:
-        return reason
-    if target.shape[-1] > 65535 * 128:
-        return f"target width {target.shape[-1]} exceeds the Triton grid limit"
-    if logits.shape[-1] > 65535:
-        return f"logits width {logits.shape[-1]} exceeds the Triton grid limit of the backward (65535)"
-    if not -2 ** 63 <= ignore_index < 2 ** 63:
-        return f"ignore_index {ignore_index} does not fit in int64"
-    return None
+    """Every reason the Triton backend cannot run these arguments (device, dtype, sizes), or None when it can."""
+    return reasons(tu.device_ok(logits, "logits"), tu.dtype_ok(logits, "logits"), tu.device_ok(target, "target"),
+                   target.shape[-1] > 65535 * 128 and f"target width {target.shape[-1]} exceeds the Triton grid "
+                                                      f"limit",
+                   logits.shape[-1] > 65535 and f"logits width {logits.shape[-1]} exceeds the Triton grid limit of "
+                                                f"the backward (65535)",
+                   not -2 ** 63 <= ignore_index < 2 ** 63 and f"ignore_index {ignore_index} does not fit in int64")
