@@ -33,6 +33,10 @@ def _extension() -> str:
     text = f"built for {archs} (CUDA {info['cuda_version']}, torch {info['torch_version']})"
     if not torch.cuda.is_available():
         text += "; no GPU here to run it"
+    for op, rule in info.get("kernels", {}).items():
+        text += f"\n  {op} C++ kernels, auto picks: {rule}"
+    for op, limits in info.get("limits", {}).items():
+        text += f"\n  {op} CUDA limits: " + ", ".join(f"{k}={v}" for k, v in limits.items())
     return text
 
 

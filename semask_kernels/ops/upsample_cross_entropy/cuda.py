@@ -19,7 +19,7 @@ from ... import _ext
 from ...backends import reasons
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-MAX_SIDE = 2 ** 23  # per spatial side, logits and target (float coordinates stay exact enough)
+OP = "upsample_cross_entropy"
 
 
 def _labels(target: Tensor) -> Tensor:
@@ -52,11 +52,13 @@ available = _ext.unavailable_reason  # extension built and a GPU visible
 def supports(logits: Tensor, target: Tensor, ignore_index: int, avg_non_ignore: bool,
              align_corners: bool) -> Optional[str]:
     """Every reason the CUDA backend cannot run these arguments, or None when it can."""
+    lim = _ext.limits(OP)  # the extension's own numbers (None: not built, and available() says so)
+    max_side = lim["max_side"] if lim else float("inf")
     return reasons(*(t.device.type != "cuda" and f"{name} is on {t.device}, the CUDA backend needs CUDA tensors"
                      for name, t in (("logits", logits), ("target", target))),
                    logits.dtype not in SUPPORTED_DTYPES and f"logits has dtype {logits.dtype}, the CUDA backend "
                                                             f"supports {SUPPORTED_DTYPES}",
-                   max(logits.shape[-2:] + target.shape[-2:]) > MAX_SIDE and f"a spatial side exceeds the CUDA "
-                                                                             f"kernels' limit of {MAX_SIDE}",
+                   max(logits.shape[-2:] + target.shape[-2:]) > max_side and f"a spatial side exceeds the CUDA "
+                                                                             f"kernels' limit of {max_side}",
                    logits.shape[1] > 2 ** 31 - 1 and f"K = {logits.shape[1]} classes exceed the CUDA kernels' limit",
                    not -2 ** 63 <= ignore_index < 2 ** 63 and f"ignore_index {ignore_index} does not fit in int64")
