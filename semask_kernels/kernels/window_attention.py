@@ -249,7 +249,7 @@ def _bwd_q_kernel(Q, K, V, DO, DQ, QB, KB, VB, TABLE, MASK, LSE, DELTA,
 
 # ------------------------------------------------------------------------------------------------------- host side
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Shift:
     """The shifted-window geometry of a (B, H, W, ·) map: windows per image, windows per grid row, map and
     padded sizes, shift, pad order and the shift-mask value."""
@@ -265,7 +265,7 @@ class Shift:
     mask_value: float
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Problem:
     """One attention call as the kernels see it. q, k, v (and the gradients) are addressed by their 4 strides:
     (B_, nH, N, d) without ``shift``; (B, H, W, channel) slices of qkv with ``shift``."""
@@ -294,7 +294,7 @@ class Problem:
         return self.qkv_bias is not None and s is not None and (s.hp > s.h or s.wp > s.w)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Config:
     n_pad: int
     d_pad: int
@@ -329,10 +329,10 @@ def config(n: int, d: int, dv: int, n_windows: int, heads: int, dtype: torch.dty
         block_q = n_pad
         block_kv = max(16, min(n_pad, 64, (4096 if d_max <= 32 else 1024) // n_pad))  # = 64 fuses dQ for N <= 64
         num_kb = -(-n // block_kv)
-        return Config(n_pad, d_pad, dv_pad, block_m, block_n, num_mb,
-                      _windows_per_program(n_windows * heads * num_mb), 4,
-                      block_q, block_kv, num_kb,
-                      _windows_per_program(n_windows * heads * num_kb), 8 if n_pad >= 64 else 4)
+        return Config(n_pad=n_pad, d_pad=d_pad, dv_pad=dv_pad, block_m=block_m, block_n=block_n, num_mb=num_mb,
+                      wpp=_windows_per_program(n_windows * heads * num_mb), fwd_warps=4,
+                      block_q=block_q, block_kv=block_kv, num_kb=num_kb,
+                      wpp_kv=_windows_per_program(n_windows * heads * num_kb), kv_warps=8 if n_pad >= 64 else 4)
     return tu.cached_config(("window_attention", n, d, dv, n_windows, heads, dtype), rule)
 
 

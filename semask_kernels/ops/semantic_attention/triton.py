@@ -266,8 +266,9 @@ def config(n: int, kd: int, c: int, dtype: torch.dtype) -> Config:
 
         def warps(m, width):
             return 4 if m * width <= 4096 else 8
-        return Config(k_pad, bc, -(-c // bc), fwd_m, fwd_n, warps(fwd_m, max(k_pad, bc)),
-                      kv_m, kv_n, warps(kv_n, max(k_pad, bc)), q_m, q_n, warps(q_m, k_pad))
+        return Config(k_pad=k_pad, block_c=bc, num_c=-(-c // bc), fwd_m=fwd_m, fwd_n=fwd_n,
+                      fwd_warps=warps(fwd_m, max(k_pad, bc)), kv_m=kv_m, kv_n=kv_n,
+                      kv_warps=warps(kv_n, max(k_pad, bc)), q_m=q_m, q_n=q_n, q_warps=warps(q_m, k_pad))
     return tu.cached_config(("semantic_attention", n, kd, c, dtype), rule)
 
 

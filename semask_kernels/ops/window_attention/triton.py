@@ -13,7 +13,8 @@ from ...kernels import window_attention as wa
 def _problem(q, k, v, bias_table, window_size, mask, scale) -> wa.Problem:
     b_, heads, n, d = q.shape
     window = (int(window_size[0]), int(window_size[1])) if bias_table is not None else (n, 1)
-    return wa.Problem(q, k, v, b_, heads, window, d, v.shape[-1], bias_table, mask, float(scale))
+    return wa.Problem(q=q, k=k, v=v, n_windows=b_, heads=heads, window=window, d=d, dv=v.shape[-1],
+                      table=bias_table, mask=mask, scale=float(scale))
 
 
 def forward(q, k, v, bias_table, window_size, mask, scale):
