@@ -159,6 +159,11 @@ def test_cuda_backends_are_registered_and_say_why_they_cannot_run(op):
             assert hasattr(torch.ops.semask_kernels, name) and name in info["ops"]
         assert info["cuda_archs"] and all("." in a for a in info["cuda_archs"])
         assert info["torch_version"] and info["cuda_version"]
+        # the kernels' limits and kernel rules come from the extension (csrc/common/limits.h), not from Python
+        assert info["limits"]["shifted_window_attention"]["max_tokens"] > 0
+        assert info["limits"]["upsample_cross_entropy"]["max_side"] > 0
+        assert "tensor_core" in info["kernels"]["shifted_window_attention"]
+        assert _ext.limits("shifted_window_attention") == info["limits"]["shifted_window_attention"]
     if not (_ext.HAS_CUDA_EXT and torch.cuda.is_available()):
         assert not ok
         assert ("GPU" in reason) or ("extension" in reason), reason
