@@ -101,12 +101,17 @@ def kernels() -> dict[str, JITFunction]:
     family is the op of an ``ops/<op>/triton.py``, or the module's name in ``semask_kernels/kernels/``."""
     found = {}
     for mod in kernel_modules():
-        parts = mod.__name__.split(".")
-        family = parts[-2] if parts[-1] == "triton" else parts[-1]
         for name, obj in vars(mod).items():
             if isinstance(obj, JITFunction) and name.endswith("_kernel") and obj.fn.__module__ == mod.__name__:
-                found[f"{family}.{name}"] = obj
+                found[f"{_family(mod.__name__)}.{name}"] = obj
     return found
+
+
+def _family(module: str) -> str:
+    """The kernels' family: the op of ``semask_kernels.ops.<op>.triton``, or the module's name in
+    ``semask_kernels/kernels/`` (``semask_kernels.kernels.window_attention`` -> window_attention)."""
+    parts = module.split(".")
+    return parts[-2] if parts[-1] == "triton" else parts[-1]
 
 
 class _Recorder:
@@ -398,7 +403,7 @@ def compile_one(index: int) -> dict:
     ptx = compiled.asm["ptx"]
     constexprs = _constexprs(launch, src)
     return {
-        "kernel": f"{launch.kernel.fn.__module__.split('.')[-2]}.{launch.kernel.fn.__name__}",
+        "kernel": f"{_family(launch.kernel.fn.__module__)}.{launch.kernel.fn.__name__}",
         "dtype": _dtype_of(launch),
         "num_warps": options.num_warps,
         "num_stages": options.num_stages,
@@ -420,8 +425,11 @@ def _plain(v):
 
 
 def _dtype_of(launch: Launch) -> str:
-    """The floating dtype of the launch's first floating tensor argument (the input's dtype)."""
-    for a in launch.args:
+    """The floating dtype of the launch's first floating tensor argument in the kernel's parameter order (the
+    input's dtype), passed by position or by keyword."""
+    names = launch.kernel.arg_names
+    values = [launch.args[i] if i < len(launch.args) else launch.kwargs.get(name) for i, name in enumerate(names)]
+    for a in values:
         if isinstance(a, torch.Tensor) and a.dtype.is_floating_point:
             return str(a.dtype).replace("torch.", "")
     return "none"
