@@ -1,5 +1,7 @@
 """``ops``: every op, every backend that can run here, forward and forward+backward, at the stage shapes of
 Swin-T/S/B/L 224 and SeMask-T/L at their crops, against the baselines that apply, with achieved TFLOP/s and GB/s.
+Every op comes from its spec (``semask_kernels/ops/<op>/spec.py``): inputs at each stage's size, FLOP formula
+(the one ``flop_counter`` uses), minimal traffic (inputs read and output written once).
 
 Baselines: for the window attention, timm's default path (layout work on x, qkv Linear on the windows), SDPA
 with a materialized bias + mask, FlexAttention with a ``score_mod`` (``benchmarks/attention_baselines.py``), all
@@ -18,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import semask_kernels as sk
-from semask_kernels.ops._windows import padded_size
+from semask_kernels.ops._spec import Call, OpSpec, Size, spec, specs
 
 from .attention_baselines import BASELINES
 from .harness import append_rows, at_least, run_metadata, time_fn
@@ -36,7 +38,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 class Case:
     op: str
     shape: str
-    inputs: Callable[[], dict]       # fresh leaf tensors (requires_grad where they get gradients)
+    inputs: Callable[[], dict]       # keyword arguments of fresh leaf tensors (requires_grad where they get gradients)
     candidates: dict                 # name -> fn(**inputs) -> Tensor (the first is the baseline of the group)
     flops: int                       # forward FLOPs (backward counted as 2×)
     bytes: int                       # minimal forward traffic: inputs read + output written
@@ -112,77 +114,67 @@ def attention_cases(model: str, dtype, device, quick: bool, baselines=tuple(BASE
                                                     F.linear(_CudaCoreKernels.apply(F.linear(x, weight, qkv_bias),
                                                                                     table, qkv_bias, c),
                                                              proj_w, proj_b))()
-        windows = batch * (padded_size(hw, window) // window) ** 2
-        n = window * window
         tokens = batch * hw * hw
-        flops = 4 * windows * heads * n * n * d + 2 * tokens * dim * 4 * dim  # attention + qkv and proj Linears
+        op_call = Call({"qkv": qkv_probe, "bias_table": probe["table"], "num_heads": heads, "window_size": win,
+                        "shift_size": shift})
+        flops = spec("shifted_window_attention").forward_flops(op_call) + 2 * tokens * dim * 4 * dim  # + Linears
         size = torch.tensor([], dtype=dtype).element_size()
         yield Case("shifted_window_attention", f"{model} stage{stage + 1} {hw}x{hw} C{dim} shift{shift[0]}",
                    inputs, candidates, flops, size * (tokens * 2 * dim + 4 * dim * dim))
 
 
-def semantic_cases(model: str, dtype, device, quick: bool, num_classes: int = 150):
-    for stage, batch, hw, dim, _, window in _stages(model, quick):
-        glob = stage >= 2 and dim // 2 ** stage in (96, 192)  # the official FPN rule for K > 19
-        win = None if glob else window
-
-        def inputs(batch=batch, hw=hw, dim=dim):
-            return {"s": _leaf(batch, hw, hw, num_classes, dtype=dtype, device=device),
-                    "k": _leaf(batch, hw, hw, num_classes, dtype=dtype, device=device),
-                    "v": _leaf(batch, hw, hw, dim, dtype=dtype, device=device)}
-
-        candidates = {}
-        probe = inputs()
-        args = (probe["s"], probe["k"], probe["v"], [win, win] if win else [], None, None)
-        for backend in ["reference"] + [b for b in _backends("semantic_attention", *args) if b != "reference"]:
-            candidates[f"op:{backend}"] = (lambda b, w=win: lambda s, k, v:
-                                           sk.semantic_attention(s, k, v, window_size=w, backend=b))(backend)
-        if glob:
-            candidates["sdpa"] = lambda s, k, v: F.scaled_dot_product_attention(
-                s.flatten(1, 2)[:, None], k.flatten(1, 2)[:, None], v.flatten(1, 2)[:, None], scale=1.0)
-        n = hw * hw if glob else window * window
-        groups = batch if glob else batch * (padded_size(hw, window) // window) ** 2
-        flops = 2 * groups * n * n * (num_classes + dim)
-        size = torch.tensor([], dtype=dtype).element_size()
-        yield Case("semantic_attention", f"{model} stage{stage + 1} {hw}x{hw} C{dim} {'global' if glob else 'win'}",
-                   inputs, candidates, flops, size * batch * hw * hw * (2 * num_classes + 2 * dim))
+def _size(model: str, quick: bool, stage: int, num_classes: int = 150) -> Size:
+    """The workload of ``model``'s stage ``stage`` (0-based) as a spec ``Size``."""
+    _, batch, hw, dim, heads, window = list(_stages(model, quick))[stage]
+    glob = stage >= 2 and dim // 2 ** stage in (96, 192)  # the official FPN rule for K > 19
+    return Size(f"{model} stage{stage + 1}", batch, hw, hw, dim, heads, window, shift=window // 2,
+                classes=num_classes, global_semantic=glob)
 
 
-def loss_cases(model: str, dtype, device, quick: bool, num_classes: int = 150):
-    batch, size = (QUICK if quick else MODELS)[model][:2]
-    h = size // 4
+def _label(call) -> str:
+    """The shapes of a call's tensors, e.g. ``1x14x14x19 1x14x14x19 1x14x14x32``."""
+    return " ".join("x".join(map(str, t.shape)) for t in call.tensors())
 
-    def inputs():
-        target = torch.randint(0, num_classes, (batch, size, size), device=device)
-        target[:, : size // 8] = 255
-        return {"logits": _leaf(batch, num_classes, h, h, dtype=dtype, device=device), "target": target}
 
-    candidates = {"interpolate+cross_entropy": lambda logits, target: F.cross_entropy(
+def _semantic_sdpa(call) -> dict:
+    if call.kwargs.get("window_size") is not None:
+        return {}
+    return {"sdpa": lambda s, k, v, **_: F.scaled_dot_product_attention(
+        s.flatten(1, 2)[:, None], k.flatten(1, 2)[:, None], v.flatten(1, 2)[:, None], scale=1.0)}
+
+
+def _loss_baseline(call) -> dict:
+    return {"interpolate+cross_entropy": lambda logits, target, **_: F.cross_entropy(
         F.interpolate(logits, size=target.shape[-2:], mode="bilinear"), target, ignore_index=255)}
-    probe = inputs()
-    for backend in _backends("upsample_cross_entropy", probe["logits"], probe["target"], 255, True, False):
-        candidates[f"op:{backend}"] = (lambda b: lambda logits, target: sk.upsample_cross_entropy(
-            logits, target, backend=b))(backend)
-    elem = torch.tensor([], dtype=dtype).element_size()
-    yield Case("upsample_cross_entropy", f"{model} K{num_classes} {h}->{size}", inputs, candidates,
-               10 * batch * num_classes * size * size, elem * batch * num_classes * h * h + 8 * batch * size * size)
-    maps_sizes = [h // 2 ** i for i in range(4)]
 
-    def map_inputs():
-        return {f"m{i}": _leaf(batch, num_classes, s, s, dtype=dtype, device=device) for i, s in enumerate(maps_sizes)}
 
-    candidates = {}
-    probe = map_inputs()
-    for backend in ["reference"] + [b for b in _backends("prior_map_decode", list(probe.values()), False)
-                                    if b != "reference"]:
-        candidates[f"op:{backend}"] = (lambda b: lambda **m: sk.prior_map_decode(list(m.values()), backend=b))(backend)
-    yield Case("prior_map_decode", f"{model} K{num_classes} {h}x{h}", map_inputs, candidates,
-               8 * batch * num_classes * h * h * 3, elem * batch * num_classes * h * h * 2)
+# Baselines of the ops that are timed from the op's own inputs (what others would run instead), by op name; the
+# shifted-window attention has its own cases (from the normed map x to proj, ``attention_cases``).
+OP_BASELINES = {"semantic_attention": _semantic_sdpa, "upsample_cross_entropy": _loss_baseline}
+PER_MODEL = ("upsample_cross_entropy", "prior_map_decode")  # heads' ops: once per model, at the 1/4-scale map
+
+
+def spec_cases(spec: OpSpec, model: str, dtype, device, quick: bool):
+    """Cases of any op from its spec: ``spec.sample`` at each stage of ``model`` (the first only for the heads'
+    ops), its baselines first, then the reference and every backend that runs here; FLOPs from the spec."""
+    stages = [0] if spec.name in PER_MODEL else range(4)
+    for stage in stages:
+        size = _size(model, quick, stage)
+        call = spec.sample(size, dtype, device)
+        candidates = dict(OP_BASELINES.get(spec.name, lambda c: {})(call))
+        names = _backends(spec.name, *spec.arguments(call))
+        for backend in ["reference"] + [b for b in spec.preference[::-1] if b in names and b != "reference"]:
+            candidates[f"op:{backend}"] = (lambda b: lambda **kw: spec.function(**kw, backend=b))(backend)
+        with torch.no_grad():  # on the meta device: the output's size without running anything
+            output = spec.run(call.to(device="meta"), "reference")
+        yield Case(spec.name, f"{size.name} {_label(call)}", lambda c=call: dict(c.to().kwargs), candidates,
+                   spec.forward_flops(call), spec.io_bytes(call, output))
 
 
 def _measure(case: Case, name: str, fn, mode: str, device, warmup: int, repeats: int):
     inputs = case.inputs()
-    leaves = [t for t in inputs.values() if t.requires_grad]
+    leaves = [t for v in inputs.values() for t in (v if isinstance(v, (list, tuple)) else [v])
+              if isinstance(t, torch.Tensor) and t.requires_grad]
     if mode == "forward":
         def run():
             with torch.no_grad():
@@ -215,12 +207,11 @@ def run(args) -> list[dict]:
             continue  # CPU half-precision matmuls say nothing useful
         for model in models:
             cases = []
-            if "shifted_window_attention" in args.ops:
-                cases += attention_cases(model, dtype, device, quick, args.baselines)
-            if "semantic_attention" in args.ops:
-                cases += semantic_cases(model, dtype, device, quick)
-            if {"upsample_cross_entropy", "prior_map_decode"} & set(args.ops):
-                cases += [c for c in loss_cases(model, dtype, device, quick) if c.op in args.ops]
+            for op in args.ops:
+                if op == "shifted_window_attention":
+                    cases += attention_cases(model, dtype, device, quick, args.baselines)
+                else:
+                    cases += spec_cases(spec(op), model, dtype, device, quick)
             for case in cases:
                 for mode in args.modes:
                     base = None
@@ -262,7 +253,7 @@ def _print(rows, header: bool = True):
               flush=True)
 
 
-OPS = ("shifted_window_attention", "semantic_attention", "upsample_cross_entropy", "prior_map_decode")
+OPS = tuple(specs())  # every op folder's spec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,6 +5,8 @@
 
 #include <cuda.h>  // CUDA_VERSION of the toolkit the extension was compiled with
 
+#include "common/limits.h"
+
 #if __has_include(<torch/headeronly/version.h>)
 #include <torch/headeronly/version.h>
 #else
@@ -13,6 +15,7 @@
 
 #include <sstream>
 #include <string>
+#include <iterator>
 #include <vector>
 
 // setup.py passes the target architectures as -DSEMASK_CUDA_ARCHS=8.0,9.0 (commas: no shell quoting needed).
@@ -47,6 +50,19 @@ pybind11::dict build_info() {
   info["cuda_version"] = std::to_string(CUDA_VERSION / 1000) + "." + std::to_string((CUDA_VERSION % 1000) / 10);
   info["torch_version"] = std::string(TORCH_VERSION);
   info["ops"] = semask_kernels::op_names();
+  namespace lim = semask_kernels::limits;
+  pybind11::dict swa;
+  swa["head_dims"] = std::vector<int>(std::begin(lim::kSwaHeadDims), std::end(lim::kSwaHeadDims));
+  swa["max_tokens"] = lim::kSwaMaxTokens;
+  pybind11::dict uce;
+  uce["max_side"] = lim::kUceMaxSide;
+  pybind11::dict limits;
+  limits["shifted_window_attention"] = swa;
+  limits["upsample_cross_entropy"] = uce;
+  info["limits"] = limits;
+  pybind11::dict kernels;
+  kernels["shifted_window_attention"] = std::string(lim::kSwaKernelRule);
+  info["kernels"] = kernels;
   return info;
 }
 
@@ -55,5 +71,6 @@ pybind11::dict build_info() {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "semask_kernels compiled CUDA ops (registered as torch.ops.semask_kernels.*_forward/_backward)";
   m.def("build_info", &build_info,
-        "dict: cuda_archs (list of 'X.Y'), cuda_version, torch_version (built against), ops (C++ op names)");
+        "dict: cuda_archs (list of 'X.Y'), cuda_version, torch_version (built against), ops (C++ op names), "
+        "limits ({op: {name: value}}, the kernels' limits), kernels ({op: how kernel='auto' picks})");
 }

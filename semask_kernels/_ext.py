@@ -57,5 +57,14 @@ def unavailable_reason() -> Optional[str]:
 
 
 def build_info() -> Optional[dict]:
-    """``{"cuda_archs", "cuda_version", "torch_version", "ops"}`` of the built extension, or None."""
+    """``{"cuda_archs", "cuda_version", "torch_version", "ops", "limits", "kernels"}`` of the built extension, or
+    None. ``limits``: {op: {name: value}} of the CUDA kernels (csrc/common/limits.h); ``kernels``: {op: how
+    kernel="auto" picks between its kernels}."""
     return None if _MODULE is None else dict(_MODULE.build_info())
+
+
+def limits(op: str) -> Optional[dict]:
+    """The CUDA kernels' limits of ``op`` as the built extension reports them, or None when it is not built (or
+    was built before it reported limits: rebuild it). The Python side never restates them."""
+    info = build_info()
+    return None if info is None else info.get("limits", {}).get(op)

@@ -4,7 +4,8 @@ Every op has a list of backends in preference order. A backend is a forward and 
 checks that return a *reason* (a string) when the backend cannot run, or ``None`` when it can:
 
 - ``available()``: can it run at all in this process (extension built, GPU present, Triton importable)?
-- ``supports(*args)``: can it run *these* arguments (device, dtype, sizes)? It receives the op's arguments.
+- ``supports(*args)``: can it run *these* arguments (device, dtype, sizes)? It receives the op's arguments and
+  gives every reason that applies (``reasons(...)`` joins them), not just the first.
 
 A fused backend is registered ``verified=False`` until its GPU tests (marked ``gpu``) have passed on GPU
 hardware; ``auto`` skips it (unless ``SEMASK_ALLOW_UNVERIFIED=1``), asking for it by name still runs it.
@@ -16,8 +17,8 @@ custom op (its gradient by recomputation): it is the ground truth that ``opcheck
 tested against, and it is never what ``auto`` runs.
 
 ``choose_backend(op, requested, *args)`` resolves ``"auto"`` (or ``SEMASK_BACKEND``) to the first backend
-that can run, logging at debug level why each earlier one was skipped; a backend that was asked for by name
-and cannot run raises a ``RuntimeError`` that says why. Nothing here queries a device at import time.
+that can run, logging at debug level why each earlier one was skipped (and raising with all of them if none
+can); a backend that was asked for by name and cannot run raises a ``RuntimeError`` that says why. Nothing here queries a device at import time.
 """
 from __future__ import annotations
 
@@ -48,6 +49,17 @@ class Backend:
     supports: Callable[..., Reason]
     verified: bool = True
     plain: Optional[Callable] = None  # differentiable function run outside the custom op (the torch path)
+
+
+def reasons(*found) -> Reason:
+    """Every reason that is given (falsy entries are "no reason"), joined with "; ", or None: a ``supports()`` lists
+    everything that stops its backend, not only the first thing.
+
+        >>> reasons(None, "q is on cpu", False, "dtype float64 not supported")
+        'q is on cpu; dtype float64 not supported'
+    """
+    given = [r for r in found if r]
+    return "; ".join(given) if given else None
 
 
 def _always() -> Reason:
@@ -131,6 +143,7 @@ def choose_backend(op: str, requested: str, *args) -> str:
         if reason is not None:
             raise RuntimeError(f"{op}: backend {name!r} was requested but cannot run: {reason}")
         return name
+    skipped = []
     for candidate in _PREFERENCE[op]:
         reason = why_not(op, candidate, *args)
         if reason is None and candidate == "triton" and _env.triton_interpret():
@@ -139,9 +152,11 @@ def choose_backend(op: str, requested: str, *args) -> str:
             reason = UNVERIFIED_NOTE
         if reason is None:
             return candidate
+        skipped.append(f"{candidate}: {reason}")
         if not torch.compiler.is_compiling():  # dynamo cannot trace logging calls
             logger.debug("%s: skipping backend %r: %s", op, candidate, reason)
-    raise RuntimeError(f"{op}: no backend can run these arguments")  # the reference supports everything
+    # the reference supports everything, so this is a registration without one
+    raise RuntimeError(f"{op}: no backend can run these arguments; " + " | ".join(skipped))
 
 
 def resolve(op: str, backend: str, *args) -> str:

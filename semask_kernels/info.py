@@ -33,6 +33,10 @@ def _extension() -> str:
     text = f"built for {archs} (CUDA {info['cuda_version']}, torch {info['torch_version']})"
     if not torch.cuda.is_available():
         text += "; no GPU here to run it"
+    for op, rule in info.get("kernels", {}).items():
+        text += f"\n  {op} C++ kernels, auto picks: {rule}"
+    for op, limits in info.get("limits", {}).items():
+        text += f"\n  {op} CUDA limits: " + ", ".join(f"{k}={v}" for k, v in limits.items())
     return text
 
 
@@ -99,21 +103,13 @@ def report() -> str:
 
 
 def auto_choices(device: str) -> dict[str, str]:
-    """The backend ``auto`` picks for each op on small float32 inputs on ``device``."""
-    t = lambda *shape: torch.zeros(*shape, device=device)  # noqa: E731
-    samples = {
-        "window_attention": (t(2, 3, 49, 32), t(2, 3, 49, 32), t(2, 3, 49, 32), t(169, 3), [7, 7], None, 0.1),
-        "shifted_window_attention": (t(1, 14, 14, 288), t(169, 3), t(288), 3, [7, 7], [3, 3], 0.1,
-                                     "roll_then_pad", -100.0),
-        "semantic_attention": (t(1, 8, 8, 19), t(1, 8, 8, 19), t(1, 8, 8, 32), [7, 7], t(19), t(32)),
-        "prior_map_decode": ([t(1, 19, 16, 16), t(1, 19, 8, 8), t(1, 19, 4, 4), t(1, 19, 2, 2)], False),
-        "upsample_cross_entropy": (t(1, 19, 8, 8), torch.zeros(1, 32, 32, dtype=torch.long, device=device), 255,
-                                   True, False),
-        "ms_deform_attn": (t(1, 20, 2, 8), torch.tensor([[4, 4], [2, 2]], device=device),
-                           torch.tensor([0, 16], device=device), t(1, 5, 2, 2, 3, 2), t(1, 5, 2, 2, 3), False, "zeros"),
-    }
-    assert set(samples) == set(backends.ops()), "info.auto_choices needs a sample for every op"
-    return {op: backends.choose_backend(op, "auto", *args) for op, args in samples.items()}
+    """The backend ``auto`` picks for each op on its "tiny" float32 sample (``OpSpec.sample``) on ``device``."""
+    from .ops._spec import SIZES, specs
+    choices = {}
+    for name, spec in specs().items():
+        call = spec.sample(SIZES["tiny"], torch.float32, device)
+        choices[name] = backends.choose_backend(name, "auto", *spec.arguments(call))
+    return choices
 
 
 def main() -> None:

@@ -84,14 +84,34 @@ def triton_modules() -> dict[str, object]:
     return mods
 
 
+def kernel_modules() -> list:
+    """Every module that defines jit kernels: each op's ``triton`` module and the shared kernel families of
+    ``semask_kernels/kernels/`` (e.g. the window-attention family both attention ops launch)."""
+    import semask_kernels.kernels
+    mods = list(triton_modules().values())
+    for info in pkgutil.iter_modules(semask_kernels.kernels.__path__):
+        mod = importlib.import_module(f"semask_kernels.kernels.{info.name}")
+        if any(isinstance(obj, JITFunction) for obj in vars(mod).values()):
+            mods.append(mod)
+    return mods
+
+
 def kernels() -> dict[str, JITFunction]:
-    """{"op.name": kernel} of every launchable jit function (``*_kernel``) defined in the triton modules."""
+    """{"family.name": kernel} of every launchable jit function (``*_kernel``) defined in the kernel modules; the
+    family is the op of an ``ops/<op>/triton.py``, or the module's name in ``semask_kernels/kernels/``."""
     found = {}
-    for op, mod in triton_modules().items():
+    for mod in kernel_modules():
         for name, obj in vars(mod).items():
             if isinstance(obj, JITFunction) and name.endswith("_kernel") and obj.fn.__module__ == mod.__name__:
-                found[f"{op}.{name}"] = obj
+                found[f"{_family(mod.__name__)}.{name}"] = obj
     return found
+
+
+def _family(module: str) -> str:
+    """The kernels' family: the op of ``semask_kernels.ops.<op>.triton``, or the module's name in
+    ``semask_kernels/kernels/`` (``semask_kernels.kernels.window_attention`` -> window_attention)."""
+    parts = module.split(".")
+    return parts[-2] if parts[-1] == "triton" else parts[-1]
 
 
 class _Recorder:
@@ -109,7 +129,7 @@ def _recording(log: list):
     """Every jit function of every triton module replaced by a recorder (restored after: the compiler looks
     helpers up in the modules' globals)."""
     saved = []
-    for mod in triton_modules().values():
+    for mod in kernel_modules():
         for name, obj in list(vars(mod).items()):
             if isinstance(obj, JITFunction):
                 saved.append((mod, name, obj))
@@ -292,8 +312,10 @@ def _src_benchmarks(calls: list) -> None:
     bench._backends = lambda op, *args: ["triton"]
     try:
         for model, (dname, dtype) in itertools.product(bench.MODELS, bench.DTYPES.items()):
-            cases = [*bench.attention_cases(model, dtype, META, False, baselines=()),
-                     *bench.semantic_cases(model, dtype, META, False), *bench.loss_cases(model, dtype, META, False)]
+            cases = [*bench.attention_cases(model, dtype, META, False, baselines=())]
+            for name, spec in bench.specs().items():
+                if name != "shifted_window_attention":
+                    cases += bench.spec_cases(spec, model, dtype, META, False)
             for case in cases:
                 with _capturing_calls(calls, f"benchmarks.ops {model} {dname} {case.op}"):
                     case.candidates["op:triton"](**case.inputs())
@@ -393,7 +415,7 @@ def compile_one(index: int) -> dict:
     ptx = compiled.asm["ptx"]
     constexprs = _constexprs(launch, src)
     return {
-        "kernel": f"{launch.kernel.fn.__module__.split('.')[-2]}.{launch.kernel.fn.__name__}",
+        "kernel": f"{_family(launch.kernel.fn.__module__)}.{launch.kernel.fn.__name__}",
         "dtype": _dtype_of(launch),
         "num_warps": options.num_warps,
         "num_stages": options.num_stages,
@@ -415,8 +437,11 @@ def _plain(v):
 
 
 def _dtype_of(launch: Launch) -> str:
-    """The floating dtype of the launch's first floating tensor argument (the input's dtype)."""
-    for a in launch.args:
+    """The floating dtype of the launch's first floating tensor argument in the kernel's parameter order (the
+    input's dtype), passed by position or by keyword."""
+    names = launch.kernel.arg_names
+    values = [launch.args[i] if i < len(launch.args) else launch.kwargs.get(name) for i, name in enumerate(names)]
+    for a in values:
         if isinstance(a, torch.Tensor) and a.dtype.is_floating_point:
             return str(a.dtype).replace("torch.", "")
     return "none"

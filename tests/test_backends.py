@@ -10,14 +10,14 @@ import torch
 
 import semask_kernels as sk
 from semask_kernels import _env, backends
+from semask_kernels.ops._spec import specs
 
 EVIDENCE = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "gpu"
 
 
 def test_available_backends_lists_every_op_and_backend_with_a_reason():
     table = sk.available_backends()
-    assert set(table) == {"window_attention", "shifted_window_attention", "semantic_attention",
-                          "prior_map_decode", "upsample_cross_entropy", "ms_deform_attn"}
+    assert set(table) == set(specs()) and len(table) >= 5
     for op, per_backend in table.items():
         assert set(per_backend) == {"reference", "torch", "triton", "cuda"}
         assert per_backend["reference"] == per_backend["torch"] == (True, "available")
@@ -34,6 +34,18 @@ def test_auto_on_cpu_picks_the_torch_path_and_logs_why(caplog):
     assert backends.choose_backend("window_attention", "reference", q, q, q, None, [2, 2], None, 1.0) == "reference"
     for op in backends.ops():
         assert backends._PREFERENCE[op][-2:] == ("torch", "reference"), op
+
+
+def test_every_registered_op_has_a_spec_that_matches_its_registration():
+    """The specs are the one list of ops: each names a registered op with the spec's preference, a backend
+    registered for every dtype entry, and its public function exported by semask_kernels."""
+    table = specs()
+    assert set(table) == set(backends.ops())
+    for name, spec in table.items():
+        assert backends._PREFERENCE[name] == spec.preference
+        assert set(spec.dtypes) == set(backends._REGISTRY[name]), name
+        assert getattr(sk, name) is spec.function and name in sk.__all__
+        assert spec.cases and len({c.name for c in spec.cases}) == len(spec.cases), name
 
 
 def test_semask_backend_env_sets_the_default(monkeypatch):
@@ -147,8 +159,33 @@ def test_cuda_backends_are_registered_and_say_why_they_cannot_run(op):
             assert hasattr(torch.ops.semask_kernels, name) and name in info["ops"]
         assert info["cuda_archs"] and all("." in a for a in info["cuda_archs"])
         assert info["torch_version"] and info["cuda_version"]
+        # the kernels' limits and kernel rules come from the extension (csrc/common/limits.h), not from Python
+        assert info["limits"]["shifted_window_attention"]["max_tokens"] > 0
+        assert info["limits"]["upsample_cross_entropy"]["max_side"] > 0
+        assert "tensor_core" in info["kernels"]["shifted_window_attention"]
+        assert _ext.limits("shifted_window_attention") == info["limits"]["shifted_window_attention"]
     if not (_ext.HAS_CUDA_EXT and torch.cuda.is_available()):
         assert not ok
         assert ("GPU" in reason) or ("extension" in reason), reason
     else:
         assert ok, reason
+
+
+def test_supports_gives_every_reason_and_a_failed_auto_lists_every_backend(monkeypatch):
+    """A backend that cannot run for several reasons names them all; when no backend of an op can run, the error
+    names each backend with its reasons (the log at debug level has them one by one)."""
+    from semask_kernels.ops.window_attention import triton
+    q = torch.randn(1, 1, 1025, 8, dtype=torch.float64)
+    reason = triton.supports(q, q, q, None, [1025, 1], None, 1.0)
+    assert "float64" in reason and "N=1025" in reason, reason
+    assert backends.reasons(None, "", "a", False, "b") == "a; b" and backends.reasons(None, False) is None
+    monkeypatch.setattr(backends, "_REGISTRY", {k: dict(v) for k, v in backends._REGISTRY.items()})
+    monkeypatch.setattr(backends, "_PREFERENCE", dict(backends._PREFERENCE))
+    backends.register_op("toy", ("cuda", "torch"))
+    backends.register_backend("toy", "cuda", forward=lambda x: x, backward=lambda g: g,
+                              supports=lambda x: backends.reasons("x is on cpu", "x has dtype float64"))
+    backends.register_backend("toy", "torch", forward=lambda x: x, backward=lambda g: g,
+                              supports=lambda x: "x is too large")
+    with pytest.raises(RuntimeError, match=r"toy: no backend can run these arguments; cuda: x is on cpu; x has "
+                                           r"dtype float64 \| torch: x is too large"):
+        backends.choose_backend("toy", "auto", torch.zeros(1))

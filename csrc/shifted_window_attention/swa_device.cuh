@@ -26,6 +26,8 @@
 // lanes per row group and RG = 32 / LC row groups (RG = 2 only for D = 16).
 #pragma once
 
+#include "common/limits.h"
+
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -38,7 +40,7 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kChunk = 32;  // streamed tokens per step: one per lane
 constexpr int kRowsPerWarp = 8;
 constexpr int kBlock = kWarps * kRowsPerWarp;  // rows (queries or keys) per CTA
-constexpr int kMaxTokens = 256;                // N = wh * ww limit (Swin uses 49 .. 196)
+constexpr int kMaxTokens = limits::kSwaMaxTokens;  // N = wh * ww limit (common/limits.h)
 constexpr int kPA = kChunk + 4;                // row stride of the per-warp weight tiles (float4-aligned)
 
 // Everything a kernel needs to know about the call, by value.

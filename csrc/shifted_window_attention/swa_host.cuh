@@ -54,7 +54,7 @@ inline void check_args(const char* op, const at::Tensor& qkv, const at::Tensor& 
   TORCH_CHECK(c3 > 0 && c3 % (3 * num_heads) == 0, op, ": qkv.size(3) must be 3 * num_heads * d = 3 * ", num_heads,
               " * d, got ", c3);
   const int64_t d = c3 / 3 / num_heads;
-  TORCH_CHECK(d == 16 || d == 32 || d == 64 || d == 128, op,
+  TORCH_CHECK(limits::swa_head_dim_ok(d), op,
               ": head dim d = qkv.size(3) / 3 / num_heads must be 16, 32, 64 or 128, got ", d);
   TORCH_CHECK(qkv.size(1) <= (int64_t(1) << 30) && qkv.size(2) <= (int64_t(1) << 30) &&
                   qkv.size(1) * qkv.size(2) <= std::numeric_limits<int32_t>::max(),

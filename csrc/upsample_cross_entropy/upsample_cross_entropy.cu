@@ -20,6 +20,7 @@
 #include "upsample_cross_entropy/upsample_cross_entropy.h"
 
 #include "common/checks.h"
+#include "common/limits.h"
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
@@ -37,7 +38,7 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kMaxForwardBlocks = 4096;       // partial sums: at most this many
 constexpr int64_t kMaxBackwardBlocks = int64_t(1) << 20;
-constexpr int64_t kMaxSide = int64_t(1) << 23;    // coordinates stay exact enough in float (see candidates())
+constexpr int64_t kMaxSide = limits::kUceMaxSide;  // coordinates stay exact enough in float (see candidates())
 
 // One resized axis: input and output sizes and torch's float scale.
 struct Axis {

@@ -1,4 +1,10 @@
-"""One folder per op (reference.py, triton.py, cuda.py, op.py). Importing this package registers every op."""
+"""One folder per op (reference.py, torch_path.py, triton.py, cuda.py, op.py, spec.py; see ``_spec``).
+
+Importing this package registers every op. Adding an op adds one import line here; ``__all__`` (re-exported by
+``semask_kernels``) lists every op folder's public function.
+"""
+import pkgutil as _pkgutil
+
 from .ms_deform_attn import ms_deform_attn
 from .prior_map_decode import prior_map_decode
 from .semantic_attention import semantic_attention
@@ -6,5 +12,4 @@ from .shifted_window_attention import shifted_window_attention
 from .upsample_cross_entropy import upsample_cross_entropy
 from .window_attention import window_attention
 
-__all__ = ["prior_map_decode", "semantic_attention", "shifted_window_attention", "upsample_cross_entropy",
-           "window_attention", "ms_deform_attn"]
+__all__ = sorted(m.name for m in _pkgutil.iter_modules(__path__) if m.ispkg and not m.name.startswith("_"))

@@ -1,4 +1,5 @@
-"""Window bookkeeping shared by the reference implementations and the nn modules (plain PyTorch)."""
+"""Window bookkeeping shared by the reference implementations and the nn modules (plain PyTorch), and the
+attention inside windows that the window_attention and shifted_window_attention references both run."""
 from __future__ import annotations
 
 from typing import Optional
@@ -83,3 +84,20 @@ def shift_mask(hp: int, wp: int, window: tuple[int, int], shift: tuple[int, int]
     different = region[:, :, None] != region[:, None, :]
     mask = torch.zeros(different.shape, dtype=dtype, device=device)
     return mask.masked_fill(different, value)
+
+
+def attention_in_windows(q: Tensor, k: Tensor, v: Tensor, bias_table: Optional[Tensor],
+                         window_size: tuple[int, int], mask: Optional[Tensor], scale: float) -> Tensor:
+    """timm ``WindowAttention``'s inner math, step by step: softmax(scale·q·kᵀ + bias + mask[b mod nW])·v with q, k,
+    v (B_, nH, N, d), the bias gathered from ``bias_table`` by the window coordinates (window_attention's
+    reference, and the attention of shifted_window_attention's reference)."""
+    b_, heads, n, _ = q.shape
+    attn = (q * scale) @ k.transpose(-2, -1)  # timm scales q before the product
+    if bias_table is not None:
+        attn = attn + relative_position_bias(bias_table, window_size).unsqueeze(0)
+    if mask is not None:
+        nw = mask.shape[0]
+        attn = attn.view(b_ // nw, nw, heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
+        attn = attn.view(b_, heads, n, n)
+    attn = attn.softmax(dim=-1)
+    return attn @ v

@@ -50,3 +50,25 @@ def test_cuda_core_candidate_matches_the_cuda_backend():
         results[name] = [out] + [t.grad for t in inputs.values()]
     for a, b in zip(*results.values()):
         assert_close(a.float(), b.float(), torch.bfloat16, scale=max(1.0, float(b.float().abs().max())))
+
+
+def test_every_op_is_benchmarked_with_the_flops_flop_counter_counts():
+    """``benchmarks ops`` lists every op from its spec, and its FLOPs are those ``torch.utils.flop_counter``
+    counts for the op (one formula: they cannot drift apart again)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from benchmarks.ops import OPS, attention_cases, spec_cases
+    from semask_kernels.ops._spec import specs
+    assert set(OPS) == set(specs())
+    for name, spec in specs().items():
+        if name == "shifted_window_attention":
+            case = next(attention_cases("tiny_64", torch.float32, torch.device("cpu"), quick=True))
+        else:
+            case = next(spec_cases(spec, "tiny_64", torch.float32, torch.device("cpu"), quick=True))
+        inputs = case.inputs()
+        fn = case.candidates["op:reference"]
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            fn(**inputs)
+        assert case.op == name and case.flops == counter.get_total_flops() > 0, name
+        assert case.bytes > 0

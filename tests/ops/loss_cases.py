@@ -1,5 +1,5 @@
-"""Shared helpers of the fused-loss backend tests (Triton and CUDA): inputs, a run through the public op, and the
-comparison against the reference on unit scale."""
+"""Shared helpers of the fused-loss backend tests (Triton and CUDA): inputs, a run through the public op, unit
+scale (the comparison against the reference is tests/ops/conformance.py's)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -7,7 +7,6 @@ from typing import Optional
 import torch
 
 import semask_kernels as sk
-from tests.utils import assert_close
 
 
 def make(b, k, h, w, out, ignore_frac=0.2, device="cpu", seed: Optional[int] = None):
@@ -34,12 +33,3 @@ def unit(results, exact):
     mag = float(exact[1].abs().max())
     return [results[0], results[1] / mag if mag > 0 else results[1]]
 
-
-def check_fp32(backend, logits, target, **kw):
-    """``backend`` matches the reference in loss and gradient, both fp32; returns the backend's results."""
-    expected = run("reference", logits, target, **kw)
-    got = run(backend, logits, target, **kw)
-    for name, a, e in zip(("loss", "d logits"), unit(got, expected), unit(expected, expected)):
-        assert a.dtype == torch.float32 and a.shape == e.shape, name
-        assert_close(a, e, name=name)
-    return got

@@ -1,7 +1,9 @@
-"""The Triton backend of prior_map_decode against the reference (run in float32), forward and gradients.
+"""The Triton backend of prior_map_decode: what is specific to it (memory layouts of maps and gradient, no
+aliasing, limits, dispatch, SeMask-T shapes on a GPU).
 
-On the CPU the kernel runs under the Triton interpreter (tests/conftest.py), on small planes; tests marked
-``gpu`` repeat the checks at SeMask-T shapes on CUDA.
+Forward and gradients against the reference on the spec's level layouts (exact halves, odd sizes, a 1×1 level,
+one map, an overshooting composite, six maps), low precision and opcheck are in test_conformance.py. On the CPU
+the kernel runs under the Triton interpreter (tests/conftest.py), on small planes.
 """
 from __future__ import annotations
 
@@ -11,23 +13,13 @@ import torch
 import semask_kernels as sk
 from semask_kernels import backends
 from semask_kernels.ops.prior_map_decode import triton as pmd_triton
+from semask_kernels.ops.prior_map_decode.spec import LEVELS as SIZES
 from tests.utils import assert_close, assert_error_within
 
 OP = "prior_map_decode"
 
 # maps[0] size and level sizes: exact halves, odd sizes (ceil), a 1×1 level, two levels, one map, a level whose
 # composite overshoots maps[0] (the final resize shrinks), and six maps (more levels than one launch holds).
-SIZES = {
-    "halves-4-levels": [(16, 16), (8, 8), (4, 4), (2, 2)],
-    "odd-4-levels": [(13, 9), (7, 5), (4, 3), (2, 2)],
-    "1x1-level": [(10, 7), (5, 4), (3, 2), (1, 1)],
-    "2-levels": [(6, 6), (3, 3)],
-    "1-map": [(5, 5)],
-    "overshoot": [(6, 7), (5, 7), (3, 2)],
-    "6-maps": [(9, 11), (5, 6), (3, 3), (2, 2), (1, 1), (1, 1)],
-}
-
-
 def run(backend, maps, grad, align_corners, dtype=None):
     leaves = [m.detach().to(dtype or m.dtype).requires_grad_() for m in maps]
     out = sk.prior_map_decode(leaves, align_corners=align_corners, backend=backend)
@@ -37,31 +29,6 @@ def run(backend, maps, grad, align_corners, dtype=None):
 def make(sizes, b=1, k=2, device="cpu"):
     maps = [torch.randn(b, k, h, w, device=device) for h, w in sizes]
     return maps, torch.randn(b, k, *sizes[0], device=device)
-
-
-@pytest.mark.parametrize("align_corners", [False, True])
-@pytest.mark.parametrize("case", list(SIZES))
-def test_fp32_matches_reference(case, align_corners):
-    maps, grad = make(SIZES[case])
-    got = run("triton", maps, grad, align_corners)
-    expected = run("reference", maps, grad, align_corners)
-    for i, (a, e) in enumerate(zip(got, expected)):
-        assert a.dtype == torch.float32 and a.shape == e.shape and a.is_contiguous()
-        # A level's gradient sums up to (2^i)² entries of grad: scale the bound with its magnitude.
-        name = "out" if i == 0 else f"grad maps[{i - 1}]"
-        assert_close(a, e, name=name, scale=max(1.0, float(e.detach().abs().max())))
-
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-def test_low_precision_error_within_reference_error(dtype):
-    maps, grad = make(SIZES["odd-4-levels"], b=2, k=3)
-    maps = [m.to(dtype).float() for m in maps]
-    exact = run("reference", maps, grad, False)
-    got = run("triton", maps, grad, False, dtype)
-    ref = run("reference", maps, grad, False, dtype)
-    for i, (a, r, e) in enumerate(zip(got, ref, exact)):
-        assert a.dtype == dtype
-        assert_error_within(a, r, e, 2.0 if i == 0 else 3.0, name=f"result {i}")
 
 
 def test_non_contiguous_inputs_give_the_same_bits():
@@ -87,12 +54,6 @@ def test_backward_is_deterministic_and_never_aliases():
     for a, b in zip(first, second):
         assert torch.equal(a, b)
     assert first[0].data_ptr() != grad.data_ptr()
-
-
-def test_opcheck_triton():
-    maps, _ = make(SIZES["odd-4-levels"])
-    maps = [m.requires_grad_() for m in maps]
-    torch.library.opcheck(torch.ops.semask_kernels.prior_map_decode, (maps, False, "triton"))
 
 
 def test_dispatch_on_cpu():

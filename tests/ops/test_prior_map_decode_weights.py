@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from semask_kernels.ops.prior_map_decode.interp_weights import band_weights, composite_matrix, dense_matrix
+from semask_kernels.kernels.bilinear_bands import band_weights, composite_matrix, dense_matrix
 
 # (H0, W0) of maps[0] and the (h_i, w_i) of levels 1.. : halves, odd sizes, not-exactly-half, 1×1, growing.
 CASES = [

@@ -15,7 +15,7 @@ import torch
 import semask_kernels as sk
 from tests.ops.cuda_marks import gpu_test, needs_ext
 from semask_kernels.ops.shifted_window_attention import cuda, reference
-from tests.ops.swa_cases import CASES
+from semask_kernels.ops.shifted_window_attention.spec import SHAPES as CASES
 from tests.utils import assert_close, assert_error_within, poison_cuda_cache
 
 OP = "shifted_window_attention"

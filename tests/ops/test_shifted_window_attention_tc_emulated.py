@@ -17,7 +17,7 @@ import torch
 
 from semask_kernels.ops.shifted_window_attention import cuda, reference
 from tests.ops.cuda_marks import needs_ext
-from tests.ops.swa_cases import CASES
+from semask_kernels.ops.shifted_window_attention.spec import SHAPES as CASES
 from tests.utils import assert_error_within
 
 pytestmark = needs_ext

@@ -5,7 +5,7 @@ import torch
 
 import semask_kernels as sk
 from semask_kernels import backends
-from tests.ops.swa_cases import CASES as SWA_CASES
+from semask_kernels.ops.shifted_window_attention.spec import SHAPES as SWA_CASES
 from tests.utils import assert_close, assert_error_within
 
 DTYPES = [torch.float64, torch.float32, torch.bfloat16, torch.float16]

@@ -1,10 +1,14 @@
-"""upsample_cross_entropy: the reference against F.interpolate + F.cross_entropy, both reductions."""
+"""upsample_cross_entropy: the reference against F.interpolate + F.cross_entropy, both reductions; and what every
+fused backend must do beyond the conformance suite (exact zeros when all is ignored, large logits, layouts)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 import semask_kernels as sk
-from tests.utils import assert_close
+from semask_kernels.ops.upsample_cross_entropy.spec import SPEC, inputs
+from tests.ops import conformance
+from tests.ops.loss_cases import run, unit
+from tests.utils import assert_close, assert_error_within
 
 
 def _data(b=2, k=5, h=4, w=6, out=(15, 21), ignore_frac=0.2, dtype=torch.float32):
@@ -99,3 +103,39 @@ def test_bad_input_names_the_argument(override, exc, match):
     kw.update(override)
     with pytest.raises(exc, match=match):
         sk.upsample_cross_entropy(kw.pop("logits"), kw.pop("target"), **kw)
+
+
+# ---- every fused backend (the CUDA one on a GPU): exact zeros, large logits, memory layouts -------------------
+
+FUSED = conformance.fused(SPEC)
+
+
+@pytest.mark.parametrize("avg_non_ignore", [True, False])
+@pytest.mark.parametrize("backend", FUSED)
+def test_fused_all_ignored_gives_exactly_zero(backend, avg_non_ignore):
+    call = inputs(1, 5, 4, 6, (9, 11)).to(device=conformance.device(backend))
+    call.kwargs["target"].fill_(255)
+    loss, grad = run(backend, call.kwargs["logits"], call.kwargs["target"], avg_non_ignore=avg_non_ignore)
+    assert float(loss.detach()) == 0.0 and float(grad.abs().sum()) == 0.0
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_fused_large_logits_stay_finite_and_accurate(backend):
+    call = inputs(1, 19, 4, 6, (9, 11)).to(device=conformance.device(backend))
+    logits, target = call.kwargs["logits"] * 40, call.kwargs["target"]
+    exact = run("reference", logits.double(), target)
+    got, ref = unit(run(backend, logits, target), exact), unit(run("reference", logits, target), exact)
+    for name, a, r, e in zip(("loss", "d logits"), got, ref, unit(exact, exact)):
+        assert torch.isfinite(a).all()
+        assert_error_within(a, r, e, 3.0, name=name)
+
+
+@pytest.mark.parametrize("backend", FUSED)
+def test_fused_channels_last_logits_and_strided_target_give_the_same_bits(backend):
+    call = inputs(2, 19, 4, 6, (15, 21)).to(device=conformance.device(backend))
+    logits, target = call.kwargs["logits"], call.kwargs["target"]
+    logits_cl = logits.to(memory_format=torch.channels_last)
+    target_t = target.transpose(1, 2).contiguous().transpose(1, 2)
+    assert not logits_cl.is_contiguous() and not target_t.is_contiguous()
+    for a, e in zip(run(backend, logits_cl, target_t), run(backend, logits, target)):
+        assert torch.equal(a, e)

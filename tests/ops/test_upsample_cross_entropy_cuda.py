@@ -1,16 +1,24 @@
-"""upsample_cross_entropy, CUDA backend: loss and d logits against the reference (GPU), never allocating the
-(B, K, H, W) logits (GPU), and the C++ schemas, argument errors and capability reasons (CPU)."""
+"""upsample_cross_entropy, CUDA backend: label dtypes, determinism, agreement with Triton, never allocating the
+(B, K, H, W) logits, empty and out-of-range inputs (GPU), and the C++ schemas, argument errors, the backward's
+candidate-range rule and capability reasons (CPU).
+
+Loss and d logits against the reference on every shape of the spec in both reductions and both align_corners
+(the CUDA-only cases of ``upsample_cross_entropy/spec.py``), low precision and opcheck are in
+test_conformance.py; all-ignored, large logits and layouts in test_upsample_cross_entropy.py."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 import semask_kernels as sk
-from tests.ops.cuda_marks import gpu_test, needs_ext
+from semask_kernels.ops._spec import Call
 from semask_kernels.ops.upsample_cross_entropy import cuda
+from semask_kernels.ops.upsample_cross_entropy.spec import SPEC
 from tests.ops import loss_cases
+from tests.ops.conformance import check
+from tests.ops.cuda_marks import gpu_test, needs_ext
 from tests.ops.loss_cases import run, unit
-from tests.utils import assert_close, assert_error_within
+from tests.utils import assert_close
 
 OP = "upsample_cross_entropy"
 
@@ -19,24 +27,7 @@ def make(*args, device="cuda", seed=0, **kw):
     return loss_cases.make(*args, device=device, seed=seed, **kw)
 
 
-def check_fp32(logits, target, **kw):
-    return loss_cases.check_fp32("cuda", logits, target, **kw)
-
-
 # (B, K, h, w), target (H, W)
-CASES = {
-    "up-non-integer-K19": ((2, 19, 4, 6), (15, 21)),
-    "up-x4-K150": ((2, 150, 16, 12), (64, 48)),
-    "up-x8": ((1, 7, 5, 3), (40, 24)),
-    "target-smaller": ((1, 19, 8, 8), (3, 5)),
-    "target-much-smaller": ((2, 5, 37, 29), (4, 3)),
-    "same-size": ((2, 5, 4, 6), (4, 6)),
-    "1x1-logits": ((2, 4, 1, 1), (5, 7)),
-    "1x1-target": ((2, 3, 5, 4), (1, 1)),
-    "one-row": ((1, 6, 1, 9), (1, 31)),
-}
-
-
 # ---- CPU: the C++ schemas, errors and reasons ---------------------------------------------------------------
 
 @needs_ext
@@ -106,67 +97,12 @@ def test_candidate_range_rule_covers_every_tap(align_corners):
 # ---- GPU ----------------------------------------------------------------------------------------------------
 
 @gpu_test
-@pytest.mark.parametrize("align_corners", [False, True])
-@pytest.mark.parametrize("avg_non_ignore", [True, False])
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_matches_reference_fp32(case, avg_non_ignore, align_corners):
-    shape, out = CASES[case]
-    check_fp32(*make(*shape, out), avg_non_ignore=avg_non_ignore, align_corners=align_corners)
-
-
-@gpu_test
-@pytest.mark.parametrize("avg_non_ignore", [True, False])
-def test_all_ignored_gives_zero(avg_non_ignore):
-    logits, target = make(1, 5, 4, 6, (9, 11))
-    target.fill_(255)
-    loss, grad = run("cuda", logits, target, avg_non_ignore=avg_non_ignore)
-    assert float(loss.detach()) == 0.0 and float(grad.abs().sum()) == 0.0
-
-
-@gpu_test
 @pytest.mark.parametrize("dtype", [torch.int32, torch.uint8, torch.int16], ids=str)
 def test_label_dtypes_and_custom_ignore_index(dtype):
     logits, target = make(2, 7, 4, 6, (9, 11), ignore_frac=0.0)
     ignore = 200 if dtype == torch.uint8 else -100
     target[:, :3] = ignore
-    check_fp32(logits, target.to(dtype), ignore_index=ignore)
-
-
-@gpu_test
-def test_large_logits_stay_finite_and_accurate():
-    logits, target = make(1, 19, 4, 6, (9, 11))
-    logits = logits * 40
-    exact = run("reference", logits.double(), target)
-    got, ref = unit(run("cuda", logits, target), exact), unit(run("reference", logits, target), exact)
-    for name, a, r, e in zip(("loss", "d logits"), got, ref, unit(exact, exact)):
-        assert torch.isfinite(a).all()
-        assert_error_within(a, r, e, 3.0, name=name)
-
-
-@gpu_test
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("case", ["up-non-integer-K19", "up-x4-K150", "target-smaller"])
-def test_low_precision_error_within_reference_error(dtype, case):
-    shape, out = CASES[case]
-    logits, target = make(*shape, out)
-    logits = logits.to(dtype).float()
-    exact = run("reference", logits, target)
-    got = run("cuda", logits, target, dtype)
-    ref = run("reference", logits, target, dtype)
-    assert got[0].dtype == dtype and got[1].dtype == dtype
-    for i, (name, a, r, e) in enumerate(zip(("loss", "d logits"), unit(got, exact), unit(ref, exact),
-                                            unit(exact, exact))):
-        assert_error_within(a.to(dtype), r.to(dtype), e, 2.0 if i == 0 else 3.0, name=name)
-
-
-@gpu_test
-def test_non_contiguous_inputs_give_the_same_bits():
-    logits, target = make(2, 19, 4, 6, (15, 21))
-    logits_cl = logits.to(memory_format=torch.channels_last)
-    target_t = target.transpose(1, 2).contiguous().transpose(1, 2)
-    assert not logits_cl.is_contiguous() and not target_t.is_contiguous()
-    for a, e in zip(run("cuda", logits_cl, target_t), run("cuda", logits, target)):
-        assert torch.equal(a, e)
+    check(SPEC, "cuda", Call({"logits": logits, "target": target.to(dtype), "ignore_index": ignore}, ("logits",)))
 
 
 @gpu_test

@@ -5,16 +5,17 @@ from typing import Sequence, Union
 
 import torch
 from torch import Tensor
-from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
 from .._autograd import empty_result
-from . import flops, reference, torch_path, triton
+from .._spec import register_flops
+from . import reference, torch_path, triton
+from .spec import SPEC
 
-OP = "ms_deform_attn"
+OP = SPEC.name
 PADDING_MODES = ("zeros", "border", "reflection")
 INDEX_DTYPES = (torch.int32, torch.int64)
-backends.register_op(OP, ("triton", "torch", "reference"))
+backends.register_op(OP, SPEC.preference)
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
 backends.register_module(OP, "torch", torch_path, verified=True)
 # its gpu tests have not run on a GPU yet (tested under the interpreter only): auto does not pick it
@@ -71,14 +72,8 @@ def _backward(ctx, grad):
 _msda.register_autograd(_backward, setup_context=_setup_context)
 
 
-@register_flop_formula(torch.ops.semask_kernels.ms_deform_attn)
-def _flops(*args, **kwargs) -> int:
-    return flops.flops(*args)
-
-
-@register_flop_formula(torch.ops.semask_kernels.ms_deform_attn_bwd)
-def _flops_bwd(grad_shape, *args, **kwargs) -> int:
-    return flops.backward_flops(*args)
+register_flops(SPEC, torch.ops.semask_kernels.ms_deform_attn, torch.ops.semask_kernels.ms_deform_attn_bwd,
+               lambda grad, *fwd: fwd)
 
 
 def _index_tensor(name: str, t, value: Tensor, shape: tuple[int, ...]) -> Tensor:

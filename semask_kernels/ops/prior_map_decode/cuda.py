@@ -1,7 +1,7 @@
 """CUDA backend of ``prior_map_decode``: a thin wrapper over ``torch.ops.semask_kernels.prior_map_decode_*``.
 
-Each level is resampled as ``A_i · X_i · B_iᵀ`` with banded 1-D matrices from ``interp_weights``; the C++ op
-does forward as ``out = maps[0] + Σ levels`` and backward as a gather with the transposed bands
+Each level is resampled as ``A_i · X_i · B_iᵀ`` with banded 1-D matrices from ``kernels/bilinear_bands``; the
+C++ op does forward as ``out = maps[0] + Σ levels`` and backward as a gather with the transposed bands
 (deterministic). Weights are float32 (float64 for float64 maps); accumulation is float32 (float64).
 Registration with ``backends`` happens in ``op.py``.
 """
@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from ... import _ext
-from .interp_weights import band_weights
+from ...backends import reasons
+from ...kernels.bilinear_bands import band_weights
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -61,12 +62,13 @@ available = _ext.unavailable_reason  # extension built and a GPU visible
 
 
 def supports(maps: Sequence[Tensor], align_corners: bool) -> Optional[str]:
-    """Why the CUDA backend cannot run these maps, or None when it can."""
+    """Every reason the CUDA backend cannot run these maps, or None when it can."""
+    found = []
     for i, m in enumerate(maps):
         if not isinstance(m, Tensor):
-            return f"maps[{i}] is not a tensor ({type(m).__name__})"
-        if m.device.type != "cuda":
-            return f"maps[{i}] is on {m.device}, the CUDA backend needs CUDA tensors"
-        if m.dtype not in SUPPORTED_DTYPES:
-            return f"maps[{i}] has dtype {m.dtype}, the CUDA backend supports {SUPPORTED_DTYPES}"
-    return None
+            found.append(f"maps[{i}] is not a tensor ({type(m).__name__})")
+            continue
+        found += [m.device.type != "cuda" and f"maps[{i}] is on {m.device}, the CUDA backend needs CUDA tensors",
+                  m.dtype not in SUPPORTED_DTYPES and f"maps[{i}] has dtype {m.dtype}, the CUDA backend supports "
+                                                      f"{SUPPORTED_DTYPES}"]
+    return reasons(*found)

@@ -5,14 +5,15 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
 from .._autograd import empty_result
+from .._spec import register_flops
 from . import cuda, reference, torch_path, triton
+from .spec import SPEC
 
-OP = "prior_map_decode"
-backends.register_op(OP, ("cuda", "triton", "torch", "reference"))
+OP = SPEC.name
+backends.register_op(OP, SPEC.preference)
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
 backends.register_module(OP, "torch", torch_path, verified=True)
 # every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun
@@ -59,33 +60,8 @@ def _backward(ctx, grad):
 
 _decode.register_autograd(_backward, setup_context=_setup_context)
 
-# A bilinear tap is a multiply and an add: 7 FLOPs per resized element (4 products, 3 sums), plus one add per
-# output element and level for the sum. Backward does the transposed work.
-_FLOPS_PER_RESIZED = 7
-
-
-def _decode_flops(map_shapes) -> int:
-    b, k, h0, w0 = map_shapes[0]
-    total = 0
-    for level, (_, _, h, w) in enumerate(map_shapes[1:], start=1):
-        for _ in range(level):
-            h, w = 2 * h, 2 * w
-            total += _FLOPS_PER_RESIZED * b * k * h * w
-        if (h, w) != (h0, w0):
-            total += _FLOPS_PER_RESIZED * b * k * h0 * w0
-        total += b * k * h0 * w0
-    return total
-
-
-@register_flop_formula(torch.ops.semask_kernels.prior_map_decode)
-def _flops(map_shapes, *args, **kwargs) -> int:
-    return _decode_flops(map_shapes)
-
-
-@register_flop_formula(torch.ops.semask_kernels.prior_map_decode_bwd)
-def _flops_bwd(grad_shape, sizes, *args, **kwargs) -> int:
-    b, k = grad_shape[:2]
-    return _decode_flops([(b, k, h, w) for h, w in _pairs(sizes)])
+register_flops(SPEC, torch.ops.semask_kernels.prior_map_decode, torch.ops.semask_kernels.prior_map_decode_bwd,
+               lambda grad, sizes, *rest: ([(*grad[:2], h, w) for h, w in _pairs(sizes)],))
 
 
 def _validate(maps, align_corners):
@@ -101,6 +77,12 @@ def _validate(maps, align_corners):
             raise ValueError(f"maps[{i}] must have a non-empty spatial size, got {tuple(m.shape)}")
     if not isinstance(align_corners, bool):
         raise TypeError(f"align_corners must be a bool, got {align_corners!r}")
+
+
+def arguments(maps: Sequence[Tensor], *, align_corners: bool = False) -> tuple:
+    """The validated backend arguments ``([maps...], align_corners)`` of a public call."""
+    _validate(maps, align_corners)
+    return list(maps), align_corners
 
 
 def prior_map_decode(maps: Sequence[Tensor], *, align_corners: bool = False, backend: str = "auto") -> Tensor:
@@ -122,8 +104,7 @@ def prior_map_decode(maps: Sequence[Tensor], *, align_corners: bool = False, bac
         >>> sk.prior_map_decode(maps).shape
         torch.Size([2, 19, 32, 32])
     """
-    _validate(maps, align_corners)
-    maps = list(maps)
+    maps, align_corners = arguments(maps, align_corners=align_corners)
     if maps[0].shape[0] * maps[0].shape[1] == 0:  # B or K is 0: nothing to decode
         return empty_result(maps[0].shape, *maps)
     name = backends.choose_backend(OP, backend, maps, align_corners)

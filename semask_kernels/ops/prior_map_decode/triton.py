@@ -2,7 +2,7 @@
 
 Level ``i`` of the decoder is ``A_i · X_i · B_iᵀ`` per (b, k) plane, with ``A_i`` (H0 × h_i) and ``B_i``
 (W0 × w_i) the 1-D matrices of the composite (``i`` successive ×2 bilinear upsamplings, then a resize when the
-length differs), taken as bands from ``interp_weights.band_weights`` (built by pushing an identity through
+length differs), taken as bands from ``kernels/bilinear_bands.band_weights`` (built by pushing an identity through
 ``F.interpolate``, so they follow torch's source-index rule exactly). The kernel computes, per output tile,
 
     out[y, x] = base[y, x] + Σ_levels Σ_t Σ_u RW[y, t] · CW[x, u] · X[RS[y] + t, CS[x] + u]
@@ -21,14 +21,14 @@ Maps are read through their strides (non-contiguous inputs are not copied). Outp
 """
 from __future__ import annotations
 
-import functools
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from ... import _triton_utils as tu
-from .interp_weights import band_weights
+from ...backends import reasons
+from ...kernels.bilinear_bands import device_band
 
 tl = tu.language()
 LEVELS_PER_LAUNCH = 3
@@ -94,13 +94,6 @@ def _resample_kernel(OUT, BASE, X1, X2, X3,
 
 
 # ------------------------------------------------------------------------------------------------------- host side
-
-@functools.lru_cache(maxsize=512)
-def device_band(in_size: int, out_size: int, levels: int, align_corners: bool, transpose: bool,
-                device: torch.device) -> tuple[Tensor, Tensor]:
-    """``band_weights`` as fp32 on ``device``, cached there (read-only: kernels never write them)."""
-    return band_weights(in_size, out_size, levels, align_corners, transpose, torch.float32, device)
-
 
 def _tile(h: int, w: int) -> tuple[int, int, int]:
     """(BLOCK_Y, BLOCK_X, num_warps) by rule: rows of up to 64 contiguous columns, about 512 outputs a program."""
@@ -177,11 +170,11 @@ def available() -> Optional[str]:
 
 
 def supports(maps: Sequence[Tensor], align_corners: bool) -> Optional[str]:
-    """Why the Triton backend cannot run these maps (device, dtype), or None when it can."""
+    """Every reason the Triton backend cannot run these maps (device, dtype), or None when it can."""
+    found = []
     for i, m in enumerate(maps):
         if not isinstance(m, Tensor):
-            return f"maps[{i}] is not a tensor ({type(m).__name__})"
-        reason = tu.device_ok(m, f"maps[{i}]") or tu.dtype_ok(m, f"maps[{i}]")
-        if reason:
-            return reason
-    return None
+            found.append(f"maps[{i}] is not a tensor ({type(m).__name__})")
+        else:
+            found += [tu.device_ok(m, f"maps[{i}]"), tu.dtype_ok(m, f"maps[{i}]")]
+    return reasons(*found)

@@ -5,16 +5,15 @@ from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
 from .._autograd import empty_result
-from .._windows import padded_size
-from ..window_attention.op import attention_flops
+from .._spec import register_flops
 from . import reference, torch_path, triton
+from .spec import SPEC
 
-OP = "semantic_attention"
-backends.register_op(OP, ("cuda", "triton", "torch", "reference"))
+OP = SPEC.name
+backends.register_op(OP, SPEC.preference)
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
 backends.register_module(OP, "torch", torch_path, verified=True)
 # every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun
@@ -63,24 +62,8 @@ def _backward(ctx, grad):
 _semantic.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _semantic_flops(s_shape, v_shape, window_size) -> int:
-    b, h, w, k = s_shape
-    c = v_shape[-1]
-    if not window_size:
-        return attention_flops(b, 1, h * w, h * w, k, c)
-    wh, ww = window_size
-    windows = b * (padded_size(h, wh) // wh) * (padded_size(w, ww) // ww)
-    return attention_flops(windows, 1, wh * ww, wh * ww, k, c)
-
-
-@register_flop_formula(torch.ops.semask_kernels.semantic_attention)
-def _flops(s_shape, k_shape, v_shape, window_size, *args, **kwargs) -> int:
-    return _semantic_flops(s_shape, v_shape, window_size)
-
-
-@register_flop_formula(torch.ops.semask_kernels.semantic_attention_bwd)
-def _flops_bwd(grad_shape, s_shape, k_shape, v_shape, window_size, *args, **kwargs) -> int:
-    return 2 * _semantic_flops(s_shape, v_shape, window_size)
+register_flops(SPEC, torch.ops.semask_kernels.semantic_attention, torch.ops.semask_kernels.semantic_attention_bwd,
+               lambda grad, *forward_args: forward_args)
 
 
 def _validate(s, k, v, window_size, pad_k, pad_v):
@@ -104,6 +87,13 @@ def _validate(s, k, v, window_size, pad_k, pad_v):
     return window
 
 
+def arguments(s: Tensor, k: Tensor, v: Tensor, *, window_size=None, pad_k: Optional[Tensor] = None,
+              pad_v: Optional[Tensor] = None) -> tuple:
+    """The validated backend arguments ``(s, k, v, [M_h, M_w] or [], pad_k, pad_v)`` of a public call."""
+    window = _validate(s, k, v, window_size, pad_k, pad_v)
+    return s, k, v, list(window) if window else [], pad_k, pad_v
+
+
 def semantic_attention(s: Tensor, k: Tensor, v: Tensor, *, window_size=None, pad_k: Optional[Tensor] = None,
                        pad_v: Optional[Tensor] = None, backend: str = "auto") -> Tensor:
     """SeMask's semantic attention: one head, no scaling, out = softmax(s·kᵀ)·v.
@@ -125,8 +115,7 @@ def semantic_attention(s: Tensor, k: Tensor, v: Tensor, *, window_size=None, pad
         >>> sk.semantic_attention(s, k, v, window_size=7).shape
         torch.Size([1, 9, 10, 32])
     """
-    window = _validate(s, k, v, window_size, pad_k, pad_v)
-    args = (s, k, v, list(window) if window else [], pad_k, pad_v)
+    args = arguments(s, k, v, window_size=window_size, pad_k=pad_k, pad_v=pad_v)
     if s.shape[0] * s.shape[1] * s.shape[2] == 0:  # B, H or W is 0: no tokens
         return empty_result((*s.shape[:3], v.shape[-1]), s, k, v, pad_k, pad_v)
     name = backends.choose_backend(OP, backend, *args)

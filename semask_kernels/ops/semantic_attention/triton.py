@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from ... import _triton_utils as tu
+from ...backends import reasons
 from .._windows import padded_size
 
 tl = tu.language()
@@ -265,8 +266,9 @@ def config(n: int, kd: int, c: int, dtype: torch.dtype) -> Config:
 
         def warps(m, width):
             return 4 if m * width <= 4096 else 8
-        return Config(k_pad, bc, -(-c // bc), fwd_m, fwd_n, warps(fwd_m, max(k_pad, bc)),
-                      kv_m, kv_n, warps(kv_n, max(k_pad, bc)), q_m, q_n, warps(q_m, k_pad))
+        return Config(k_pad=k_pad, block_c=bc, num_c=-(-c // bc), fwd_m=fwd_m, fwd_n=fwd_n,
+                      fwd_warps=warps(fwd_m, max(k_pad, bc)), kv_m=kv_m, kv_n=kv_n,
+                      kv_warps=warps(kv_n, max(k_pad, bc)), q_m=q_m, q_n=q_n, q_warps=warps(q_m, k_pad))
     return tu.cached_config(("semantic_attention", n, kd, c, dtype), rule)
 
 
@@ -384,19 +386,15 @@ def available() -> Optional[str]:
 
 def supports(s: Tensor, k: Tensor, v: Tensor, window_size, pad_k: Optional[Tensor],
              pad_v: Optional[Tensor]) -> Optional[str]:
-    """Why the Triton backend cannot run these arguments (device, dtype, sizes), or None when it can."""
+    """Every reason the Triton backend cannot run these arguments (device, dtype, sizes), or None when it can."""
+    found = []
     for name, t in (("s", s), ("k", k), ("v", v), ("pad_k", pad_k), ("pad_v", pad_v)):
-        reason = tu.device_ok(t, name) or tu.dtype_ok(t, name)
-        if reason:
-            return reason
-    if s.shape[-1] > MAX_CLASSES:
-        return f"K={s.shape[-1]} classes exceed the Triton kernels' limit of {MAX_CLASSES} (one register tile)"
-    if s.shape[-1] == 0:
-        return "K=0 classes: nothing for the Triton kernels to attend with"
-    if window_size:
-        n = int(window_size[0]) * int(window_size[1])
-        if -(-n // 16) > 65535:
-            return f"windows of {n} tokens exceed the Triton grid limit"
-    elif s.shape[1] * s.shape[2] > 65535 * 16:
-        return f"{s.shape[1] * s.shape[2]} tokens exceed the Triton grid limit"
-    return None
+        found += [tu.device_ok(t, name), tu.dtype_ok(t, name)]
+    classes = s.shape[-1]
+    found.append(classes > MAX_CLASSES and f"K={classes} classes exceed the Triton kernels' limit of {MAX_CLASSES} "
+                                           f"(one register tile)")
+    found.append(classes == 0 and "K=0 classes: nothing for the Triton kernels to attend with")
+    n = int(window_size[0]) * int(window_size[1]) if window_size else s.shape[1] * s.shape[2]
+    found.append(-(-n // 16) > 65535 and f"{'windows of ' if window_size else ''}{n} tokens exceed the Triton "
+                                         f"grid limit")
+    return reasons(*found)

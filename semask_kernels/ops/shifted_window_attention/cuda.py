@@ -14,25 +14,35 @@ d bias_table and d qkv_bias, then fixed-order sums: bitwise repeatable, no atomi
 """
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import torch
 from torch import Tensor
 
 from ... import _ext
+from ...backends import reasons
 
+OP = "shifted_window_attention"
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-HEAD_DIMS = (16, 32, 64, 128)  # the kernels are instantiated for these
-MAX_TOKENS = 256  # window tokens N = Wh * Ww (Swin: 49, 144, 196)
+logger = logging.getLogger("semask_kernels")
 
 
 KERNELS = ("auto", "tensor_core", "cuda_core")
+
+
+def _log_kernel(step: str, qkv: Tensor, kernel: str) -> None:
+    """Say at debug level which C++ kernel the call asks for and the extension's own rule for "auto"."""
+    if logger.isEnabledFor(logging.DEBUG) and not torch.compiler.is_compiling():
+        rule = (_ext.build_info() or {}).get("kernels", {}).get(OP, "unknown (rebuild the extension)")
+        logger.debug("%s %s: CUDA kernel=%r on %s (auto: %s)", OP, step, kernel, qkv.dtype, rule)
 
 
 def forward(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value,
             kernel: str = "auto") -> Tensor:
     """(B, H, W, C), contiguous; same arguments as reference.forward, and the forward kernel (``KERNELS``)."""
     _ext.require()  # loads the library that registers the op
+    _log_kernel("forward", qkv, kernel)
     return torch.ops.semask_kernels.shifted_window_attention_forward(
         qkv, bias_table, qkv_bias, int(num_heads), [int(s) for s in window_size], [int(s) for s in shift_size],
         float(scale), str(pad_order), float(mask_value), str(kernel))
@@ -52,6 +62,7 @@ def backward(grad, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size
              kernel: str = "auto"):
     """(d qkv, d bias_table, d qkv_bias or None), bitwise repeatable; ``kernel`` as in ``forward``."""
     _ext.require()
+    _log_kernel("backward", qkv, kernel)
     dqkv, dtable, dbias = torch.ops.semask_kernels.shifted_window_attention_backward(
         grad, qkv, bias_table, qkv_bias, int(num_heads), [int(s) for s in window_size],
         [int(s) for s in shift_size], float(scale), str(pad_order), float(mask_value), str(kernel))
@@ -74,26 +85,22 @@ available = _ext.unavailable_reason  # extension built and a GPU visible
 
 def supports(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order,
              mask_value) -> Optional[str]:
-    """Why the CUDA backend cannot run these arguments, or None when it can."""
+    """Every reason the CUDA backend cannot run these arguments, or None when it can."""
+    found = []
     for name, t in (("qkv", qkv), ("bias_table", bias_table), ("qkv_bias", qkv_bias)):
-        if t is None:
-            continue
-        if t.device.type != "cuda":
-            return f"{name} is on {t.device}, the CUDA backend needs CUDA tensors"
-        if t.dtype not in SUPPORTED_DTYPES:
-            return f"{name} has dtype {t.dtype}, the CUDA backend supports {SUPPORTED_DTYPES}"
+        if t is not None:
+            found += [t.device.type != "cuda" and f"{name} is on {t.device}, the CUDA backend needs CUDA tensors",
+                      t.dtype not in SUPPORTED_DTYPES and f"{name} has dtype {t.dtype}, the CUDA backend supports "
+                                                          f"{SUPPORTED_DTYPES}"]
     d = qkv.shape[-1] // 3 // int(num_heads)
-    if d not in HEAD_DIMS:
-        return f"head dim d = {d} is not one of the CUDA kernels' head dims {HEAD_DIMS}"
     n = int(window_size[0]) * int(window_size[1])
-    if n > MAX_TOKENS:
-        return f"windows of N = {n} tokens exceed the CUDA kernels' limit of {MAX_TOKENS}"
     b, h, w, _ = qkv.shape
-    if h * w > 2 ** 31 - 1:
-        return f"a {h}x{w} map is too large for the CUDA kernels (H·W must fit in int32)"
     nwin = -(-h // int(window_size[0])) * -(-w // int(window_size[1]))
-    if b * nwin > 2 ** 31 - 1:
-        return f"B x windows = {b * nwin} exceeds the CUDA grid limit"
-    if int(num_heads) > 65535:
-        return f"num_heads = {num_heads} exceeds the CUDA grid limit of 65535"
-    return None
+    lim = _ext.limits(OP)  # the extension's own numbers (None: not built, and available() says so)
+    head_dims, max_tokens = (lim["head_dims"], lim["max_tokens"]) if lim else ([d], n)
+    return reasons(*found,
+                   d not in head_dims and f"head dim d = {d} is not one of the CUDA kernels' head dims {head_dims}",
+                   n > max_tokens and f"windows of N = {n} tokens exceed the CUDA kernels' limit of {max_tokens}",
+                   h * w > 2 ** 31 - 1 and f"a {h}x{w} map is too large for the CUDA kernels (H·W must fit in int32)",
+                   b * nwin > 2 ** 31 - 1 and f"B x windows = {b * nwin} exceeds the CUDA grid limit",
+                   int(num_heads) > 65535 and f"num_heads = {num_heads} exceeds the CUDA grid limit of 65535")

@@ -1,21 +1,19 @@
 """``shifted_window_attention``: custom op registration, fake kernel, autograd, FLOPs, dispatch, public function."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
 from .._autograd import empty_result
-from .._windows import padded_size
-from ..window_attention.op import attention_flops
+from .._spec import register_flops
 from . import cuda, reference, torch_path, triton
+from .spec import PAD_ORDERS, SPEC
 
-OP = "shifted_window_attention"
-PAD_ORDERS = ("roll_then_pad", "pad_then_roll")
-backends.register_op(OP, ("triton", "cuda", "torch", "reference"))  # triton measured faster (H200, Swin-T)
+OP = SPEC.name
+backends.register_op(OP, SPEC.preference)
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
 backends.register_module(OP, "torch", torch_path, verified=True)
 # every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun
@@ -52,38 +50,35 @@ def _(grad, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale
     return torch.empty_like(qkv), torch.empty_like(bias_table), dbias
 
 
+class Geometry(NamedTuple):
+    """The op's non-tensor arguments, as the custom ops take them after the three tensors."""
+    num_heads: int
+    window_size: list
+    shift_size: list
+    scale: float
+    pad_order: str
+    mask_value: float
+
+
 def _setup_context(ctx, inputs, output):
-    qkv, bias_table, qkv_bias, *rest = inputs
+    qkv, bias_table, qkv_bias, *geometry, backend = inputs
     ctx.save_for_backward(qkv, bias_table, qkv_bias)
-    backend = backends.resolve(OP, rest[-1], qkv, bias_table, qkv_bias, *rest[:-1])  # "auto" from TorchScript
-    ctx.rest = rest[:-1] + [backend]  # num_heads, window_size, shift_size, scale, pad_order, mask_value, backend
+    ctx.geometry = Geometry(*geometry)
+    ctx.backend = backends.resolve(OP, backend, qkv, bias_table, qkv_bias, *ctx.geometry)  # "auto": TorchScript
 
 
 def _backward(ctx, grad):
     qkv, bias_table, qkv_bias = ctx.saved_tensors
-    dqkv, dtable, dbias = _swa_bwd(grad, qkv, bias_table, qkv_bias, *ctx.rest)
-    return (dqkv, dtable, dbias if qkv_bias is not None else None) + (None,) * 7
+    dqkv, dtable, dbias = _swa_bwd(grad, qkv, bias_table, qkv_bias, *ctx.geometry, ctx.backend)
+    no_grad = (None,) * (len(Geometry._fields) + 1)  # the geometry and the backend name
+    return (dqkv, dtable, dbias if qkv_bias is not None else None) + no_grad
 
 
 _swa.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _swa_flops(qkv_shape, num_heads, window_size) -> int:
-    b, h, w, c3 = qkv_shape
-    wh, ww = window_size
-    windows = b * (padded_size(h, wh) // wh) * (padded_size(w, ww) // ww)
-    d = c3 // 3 // num_heads
-    return attention_flops(windows, num_heads, wh * ww, wh * ww, d, d)
-
-
-@register_flop_formula(torch.ops.semask_kernels.shifted_window_attention)
-def _flops(qkv_shape, bias_table_shape, qkv_bias_shape, num_heads, window_size, *args, **kwargs) -> int:
-    return _swa_flops(qkv_shape, num_heads, window_size)
-
-
-@register_flop_formula(torch.ops.semask_kernels.shifted_window_attention_bwd)
-def _flops_bwd(grad_shape, qkv_shape, bias_table_shape, qkv_bias_shape, num_heads, window_size, *args, **kwargs):
-    return 2 * _swa_flops(qkv_shape, num_heads, window_size)
+register_flops(SPEC, torch.ops.semask_kernels.shifted_window_attention,
+               torch.ops.semask_kernels.shifted_window_attention_bwd, lambda grad, *forward_args: forward_args)
 
 
 def _validate(qkv, bias_table, num_heads, window_size, shift_size, scale, qkv_bias, pad_order, mask_value):
@@ -113,6 +108,16 @@ def _validate(qkv, bias_table, num_heads, window_size, shift_size, scale, qkv_bi
     return num_heads, window_size, shift_size, scale, mask_value
 
 
+def arguments(qkv: Tensor, bias_table: Tensor, *, num_heads: int, window_size, shift_size=(0, 0),
+              scale: Optional[float] = None, qkv_bias: Optional[Tensor] = None, pad_order: str = "roll_then_pad",
+              mask_value: float = -100.0) -> tuple:
+    """The validated backend arguments ``(qkv, bias_table, qkv_bias, num_heads, [Wh, Ww], [sh, sw], scale,
+    pad_order, mask_value)`` of a public call."""
+    num_heads, window_size, shift_size, scale, mask_value = _validate(
+        qkv, bias_table, num_heads, window_size, shift_size, scale, qkv_bias, pad_order, mask_value)
+    return qkv, bias_table, qkv_bias, num_heads, list(window_size), list(shift_size), scale, pad_order, mask_value
+
+
 def shifted_window_attention(qkv: Tensor, bias_table: Tensor, *, num_heads: int, window_size, shift_size=(0, 0),
                              scale: Optional[float] = None, qkv_bias: Optional[Tensor] = None,
                              pad_order: str = "roll_then_pad", mask_value: float = -100.0,
@@ -140,9 +145,8 @@ def shifted_window_attention(qkv: Tensor, bias_table: Tensor, *, num_heads: int,
         >>> sk.shifted_window_attention(qkv, torch.zeros(169, 3), num_heads=3, window_size=7, shift_size=3).shape
         torch.Size([2, 10, 9, 96])
     """
-    num_heads, window_size, shift_size, scale, mask_value = _validate(
-        qkv, bias_table, num_heads, window_size, shift_size, scale, qkv_bias, pad_order, mask_value)
-    args = (qkv, bias_table, qkv_bias, num_heads, list(window_size), list(shift_size), scale, pad_order, mask_value)
+    args = arguments(qkv, bias_table, num_heads=num_heads, window_size=window_size, shift_size=shift_size,
+                     scale=scale, qkv_bias=qkv_bias, pad_order=pad_order, mask_value=mask_value)
     if qkv.numel() == 0:  # B, H or W is 0: an empty map attends to nothing
         return empty_result((*qkv.shape[:-1], qkv.shape[-1] // 3), qkv, bias_table, qkv_bias)
     name = backends.choose_backend(OP, backend, *args)

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from .._autograd import recompute_grads
+from .._windows import attention_in_windows as window_attention
 from .._windows import pad_with, padded_size, shift_mask, window_partition, window_reverse
-from ..window_attention.reference import window_attention
 
 
 def _attend_padded(x: Tensor, bias_table: Tensor, num_heads: int, window: tuple[int, int],

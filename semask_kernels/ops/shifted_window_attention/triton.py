@@ -1,5 +1,5 @@
 """Triton backend of ``shifted_window_attention``: the window-attention kernel family
-(``ops/window_attention/triton.py``) in its shifted geometry, reading q, k, v straight from qkv.
+(``semask_kernels/kernels/window_attention.py``) in its shifted geometry, reading q, k, v straight from qkv.
 
 qkv (B, H, W, 3C), last dim [3][nH][d]: q, k, v are its three column slices, addressed by qkv's own strides
 (non-contiguous input is read in place). Token t of window w of image b sits at padded-grid cell
@@ -25,8 +25,9 @@ from typing import Optional
 
 import torch
 
+from ... import _triton_utils as tu
+from ...kernels import window_attention as wa
 from .._windows import padded_size
-from ..window_attention import triton as wa
 
 
 def _problem(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value):
@@ -37,9 +38,10 @@ def _problem(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scal
     hp, wp = padded_size(h, wh), padded_size(w, ww)
     shift = wa.Shift(nwin=(hp // wh) * (wp // ww), nwc=wp // ww, h=h, w=w, hp=hp, wp=wp, sh=sh, sw=sw,
                      pad_then_roll=pad_order == "pad_then_roll", mask_value=float(mask_value))
-    return wa.Problem(qkv[..., :c], qkv[..., c:2 * c], qkv[..., 2 * c:], b * shift.nwin, num_heads, (wh, ww),
-                      c // num_heads, c // num_heads, bias_table, None, float(scale), shift,
-                      qkv_bias.contiguous() if qkv_bias is not None else None)
+    return wa.Problem(q=qkv[..., :c], k=qkv[..., c:2 * c], v=qkv[..., 2 * c:], n_windows=b * shift.nwin,
+                      heads=num_heads, window=(wh, ww), d=c // num_heads, dv=c // num_heads, table=bias_table,
+                      mask=None, scale=float(scale), shift=shift,
+                      qkv_bias=qkv_bias.contiguous() if qkv_bias is not None else None)
 
 
 def forward(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value):
@@ -58,7 +60,7 @@ def backward(grad, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size
 
 
 def available() -> Optional[str]:
-    return wa.available()
+    return tu.triton_available()
 
 
 def supports(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order,

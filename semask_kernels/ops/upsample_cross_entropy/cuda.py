@@ -16,9 +16,10 @@ import torch
 from torch import Tensor
 
 from ... import _ext
+from ...backends import reasons
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-MAX_SIDE = 2 ** 23  # per spatial side, logits and target (float coordinates stay exact enough)
+OP = "upsample_cross_entropy"
 
 
 def _labels(target: Tensor) -> Tensor:
@@ -50,16 +51,14 @@ available = _ext.unavailable_reason  # extension built and a GPU visible
 
 def supports(logits: Tensor, target: Tensor, ignore_index: int, avg_non_ignore: bool,
              align_corners: bool) -> Optional[str]:
-    """Why the CUDA backend cannot run these arguments, or None when it can."""
-    for name, t in (("logits", logits), ("target", target)):
-        if t.device.type != "cuda":
-            return f"{name} is on {t.device}, the CUDA backend needs CUDA tensors"
-    if logits.dtype not in SUPPORTED_DTYPES:
-        return f"logits has dtype {logits.dtype}, the CUDA backend supports {SUPPORTED_DTYPES}"
-    if max(logits.shape[-2:] + target.shape[-2:]) > MAX_SIDE:
-        return f"a spatial side exceeds the CUDA kernels' limit of {MAX_SIDE}"
-    if logits.shape[1] > 2 ** 31 - 1:
-        return f"K = {logits.shape[1]} classes exceed the CUDA kernels' limit"
-    if not -2 ** 63 <= ignore_index < 2 ** 63:
-        return f"ignore_index {ignore_index} does not fit in int64"
-    return None
+    """Every reason the CUDA backend cannot run these arguments, or None when it can."""
+    lim = _ext.limits(OP)  # the extension's own numbers (None: not built, and available() says so)
+    max_side = lim["max_side"] if lim else float("inf")
+    return reasons(*(t.device.type != "cuda" and f"{name} is on {t.device}, the CUDA backend needs CUDA tensors"
+                     for name, t in (("logits", logits), ("target", target))),
+                   logits.dtype not in SUPPORTED_DTYPES and f"logits has dtype {logits.dtype}, the CUDA backend "
+                                                            f"supports {SUPPORTED_DTYPES}",
+                   max(logits.shape[-2:] + target.shape[-2:]) > max_side and f"a spatial side exceeds the CUDA "
+                                                                             f"kernels' limit of {max_side}",
+                   logits.shape[1] > 2 ** 31 - 1 and f"K = {logits.shape[1]} classes exceed the CUDA kernels' limit",
+                   not -2 ** 63 <= ignore_index < 2 ** 63 and f"ignore_index {ignore_index} does not fit in int64")

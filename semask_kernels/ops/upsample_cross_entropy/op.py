@@ -1,15 +1,18 @@
 """``upsample_cross_entropy``: custom op registration, fake kernel, autograd, FLOPs, dispatch, public function."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
-from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
+from .._spec import register_flops
 from . import cuda, reference, torch_path, triton
+from .spec import SPEC
 
-OP = "upsample_cross_entropy"
-backends.register_op(OP, ("cuda", "triton", "torch", "reference"))
+OP = SPEC.name
+backends.register_op(OP, SPEC.preference)
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
 backends.register_module(OP, "torch", torch_path, verified=True)
 # every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun
@@ -52,32 +55,29 @@ def _(grad, logits, target, ignore_index, avg_non_ignore, align_corners, backend
     return torch.empty_like(logits)
 
 
+class Options(NamedTuple):
+    """The op's non-tensor arguments, as the custom ops take them after logits and target."""
+    ignore_index: int
+    avg_non_ignore: bool
+    align_corners: bool
+    backend: str
+
+
 def _setup_context(ctx, inputs, output):
-    logits, target, *rest = inputs
+    logits, target, *options = inputs
     ctx.save_for_backward(logits, target)
-    ctx.rest = rest  # ignore_index, avg_non_ignore, align_corners, backend
+    ctx.options = Options(*options)
 
 
 def _backward(ctx, grad):
     logits, target = ctx.saved_tensors
-    return (_uce_bwd(grad, logits, target, *ctx.rest),) + (None,) * 5
+    return (_uce_bwd(grad, logits, target, *ctx.options), None) + (None,) * len(Options._fields)  # target, options
 
 
 _uce.register_autograd(_backward, setup_context=_setup_context)
 
-# Per full-resolution pixel and class: 7 FLOPs of bilinear interpolation (4 products, 3 sums) and 3 of the
-# log-sum-exp (subtract the max, exp, add). Backward does the same amount of work in the other direction.
-_FLOPS_PER_ELEMENT = 10
-
-
-@register_flop_formula(torch.ops.semask_kernels.upsample_cross_entropy)
-def _flops(logits_shape, target_shape, *args, **kwargs) -> int:
-    return _FLOPS_PER_ELEMENT * logits_shape[0] * logits_shape[1] * target_shape[-2] * target_shape[-1]
-
-
-@register_flop_formula(torch.ops.semask_kernels.upsample_cross_entropy_bwd)
-def _flops_bwd(grad_shape, logits_shape, target_shape, *args, **kwargs) -> int:
-    return _FLOPS_PER_ELEMENT * logits_shape[0] * logits_shape[1] * target_shape[-2] * target_shape[-1]
+register_flops(SPEC, torch.ops.semask_kernels.upsample_cross_entropy,
+               torch.ops.semask_kernels.upsample_cross_entropy_bwd, lambda grad, *forward_args: forward_args)
 
 
 def _validate(logits, target, ignore_index, avg_non_ignore, align_corners):
@@ -99,6 +99,13 @@ def _validate(logits, target, ignore_index, avg_non_ignore, align_corners):
     for name, flag in (("avg_non_ignore", avg_non_ignore), ("align_corners", align_corners)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
+
+
+def arguments(logits: Tensor, target: Tensor, *, ignore_index: int = 255, avg_non_ignore: bool = True,
+              align_corners: bool = False) -> tuple:
+    """The validated backend arguments ``(logits, target, ignore_index, avg_non_ignore, align_corners)``."""
+    _validate(logits, target, ignore_index, avg_non_ignore, align_corners)
+    return logits, target, ignore_index, avg_non_ignore, align_corners
 
 
 def upsample_cross_entropy(logits: Tensor, target: Tensor, *, ignore_index: int = 255, avg_non_ignore: bool = True,
@@ -123,8 +130,8 @@ def upsample_cross_entropy(logits: Tensor, target: Tensor, *, ignore_index: int 
         >>> sk.upsample_cross_entropy(logits, target).shape
         torch.Size([])
     """
-    _validate(logits, target, ignore_index, avg_non_ignore, align_corners)
-    args = (logits, target, ignore_index, avg_non_ignore, align_corners)
+    args = arguments(logits, target, ignore_index=ignore_index, avg_non_ignore=avg_non_ignore,
+                     align_corners=align_corners)
     name = backends.choose_backend(OP, backend, *args)
     plain = backends.get_backend(OP, name).plain
     if plain is not None and not torch.compiler.is_compiling():  # compiled: the custom op checks the labels

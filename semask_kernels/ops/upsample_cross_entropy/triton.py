@@ -2,9 +2,10 @@
 fused, forward and backward, never forming the (B, K, H, W) logits or their gradient.
 
 The resize is separable: output row y reads low-res rows ``RS[y] + t`` with weights ``RW[y, t]`` (t < 2), output
-column x reads columns ``CS[x] + u`` with ``CW[x, u]``. The bands come from ``interp_weights.band_weights`` with
-``levels=0`` (one ``F.interpolate(size=...)``, or the identity when the sizes agree), built by pushing an identity
-through ``F.interpolate``: torch's own source-index rule, both ``align_corners``.
+column x reads columns ``CS[x] + u`` with ``CW[x, u]``. The bands come from
+``kernels/bilinear_bands.band_weights`` with ``levels=0`` (one ``F.interpolate(size=...)``, or the identity when
+the sizes agree), built by pushing an identity through ``F.interpolate``: torch's own source-index rule, both
+``align_corners``.
 
 Forward (``_lse_kernel``, one program per output row segment of BLOCK_X pixels): for each chunk of BLOCK_K
 classes, interpolate the chunk's logits from the four taps (fp32), update an online log-sum-exp (running max m
@@ -35,8 +36,8 @@ import torch
 from torch import Tensor
 
 from ... import _triton_utils as tu
-from ..prior_map_decode.interp_weights import composite_matrix
-from ..prior_map_decode.triton import device_band
+from ...backends import reasons
+from ...kernels.bilinear_bands import composite_matrix, device_band
 
 tl = tu.language()
 
@@ -308,14 +309,10 @@ def available() -> Optional[str]:
 
 def supports(logits: Tensor, target: Tensor, ignore_index: int, avg_non_ignore: bool,
              align_corners: bool) -> Optional[str]:
-    """Why the Triton backend cannot run these arguments (device, dtype, sizes), or None when it can."""
-    reason = tu.device_ok(logits, "logits") or tu.dtype_ok(logits, "logits") or tu.device_ok(target, "target")
-    if reason:
-        return reason
-    if target.shape[-1] > 65535 * 128:
-        return f"target width {target.shape[-1]} exceeds the Triton grid limit"
-    if logits.shape[-1] > 65535:
-        return f"logits width {logits.shape[-1]} exceeds the Triton grid limit of the backward (65535)"
-    if not -2 ** 63 <= ignore_index < 2 ** 63:
-        return f"ignore_index {ignore_index} does not fit in int64"
-    return None
+    """Every reason the Triton backend cannot run these arguments (device, dtype, sizes), or None when it can."""
+    return reasons(tu.device_ok(logits, "logits"), tu.dtype_ok(logits, "logits"), tu.device_ok(target, "target"),
+                   target.shape[-1] > 65535 * 128 and f"target width {target.shape[-1]} exceeds the Triton grid "
+                                                      f"limit",
+                   logits.shape[-1] > 65535 and f"logits width {logits.shape[-1]} exceeds the Triton grid limit of "
+                                                f"the backward (65535)",
+                   not -2 ** 63 <= ignore_index < 2 ** 63 and f"ignore_index {ignore_index} does not fit in int64")

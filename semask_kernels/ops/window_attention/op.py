@@ -6,13 +6,14 @@ from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.flop_counter import register_flop_formula
 
 from ... import _checks, backends
+from .._spec import register_flops
 from . import reference, torch_path, triton
+from .spec import SPEC
 
-OP = "window_attention"
-backends.register_op(OP, ("cuda", "triton", "torch", "reference"))
+OP = SPEC.name
+backends.register_op(OP, SPEC.preference)
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
 backends.register_module(OP, "torch", torch_path, verified=True)
 # every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-c29f02c
@@ -63,21 +64,9 @@ def _backward(ctx, grad):
 _window_attention.register_autograd(_backward, setup_context=_setup_context)
 
 
-def attention_flops(windows: int, heads: int, n_q: int, n_k: int, d_qk: int, d_v: int) -> int:
-    """FLOPs of softmax(q kᵀ) v counted as its two matmuls (2 per multiply-add), as flop_counter counts SDPA."""
-    return 2 * windows * heads * n_q * n_k * (d_qk + d_v)
-
-
-@register_flop_formula(torch.ops.semask_kernels.window_attention)
-def _flops(q_shape, k_shape, v_shape, *args, **kwargs) -> int:
-    b_, heads, n, d = q_shape
-    return attention_flops(b_, heads, n, k_shape[2], d, v_shape[-1])
-
-
-@register_flop_formula(torch.ops.semask_kernels.window_attention_bwd)
-def _flops_bwd(grad_shape, q_shape, k_shape, v_shape, *args, **kwargs) -> int:
-    b_, heads, n, d = q_shape
-    return 2 * attention_flops(b_, heads, n, k_shape[2], d, v_shape[-1])  # dv, dp, dq, dk: four matmuls
+# backward: dv, dp, dq, dk, four matmuls, twice the forward (the spec's default)
+register_flops(SPEC, torch.ops.semask_kernels.window_attention, torch.ops.semask_kernels.window_attention_bwd,
+               lambda grad, *forward_args: forward_args)
 
 
 def _validate(q, k, v, bias_table, window_size, mask, scale):
@@ -121,6 +110,13 @@ def _validate(q, k, v, bias_table, window_size, mask, scale):
     return window_size, scale
 
 
+def arguments(q: Tensor, k: Tensor, v: Tensor, *, bias_table: Optional[Tensor] = None, window_size=None,
+              mask: Optional[Tensor] = None, scale: Optional[float] = None) -> tuple:
+    """The validated backend arguments ``(q, k, v, bias_table, [Wh, Ww], mask, scale)`` of a public call."""
+    window_size, scale = _validate(q, k, v, bias_table, window_size, mask, scale)
+    return q, k, v, bias_table, list(window_size), mask, scale
+
+
 def window_attention(q: Tensor, k: Tensor, v: Tensor, *, bias_table: Optional[Tensor] = None,
                      window_size=None, mask: Optional[Tensor] = None, scale: Optional[float] = None,
                      backend: str = "auto") -> Tensor:
@@ -144,9 +140,7 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, *, bias_table: Optional[Te
         >>> sk.window_attention(q, k, v, bias_table=torch.zeros(169, 3), window_size=7).shape
         torch.Size([4, 3, 49, 32])
     """
-    window_size, scale = _validate(q, k, v, bias_table, window_size, mask, scale)
-    name = backends.choose_backend(OP, backend, q, k, v, bias_table, list(window_size), mask, scale)
+    args = arguments(q, k, v, bias_table=bias_table, window_size=window_size, mask=mask, scale=scale)
+    name = backends.choose_backend(OP, backend, *args)
     plain = backends.get_backend(OP, name).plain
-    if plain is not None:
-        return plain(q, k, v, bias_table, list(window_size), mask, scale)
-    return _window_attention(q, k, v, bias_table, list(window_size), mask, scale, name)
+    return plain(*args) if plain is not None else _window_attention(*args, name)

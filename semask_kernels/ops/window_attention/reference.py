@@ -4,26 +4,9 @@ q, k, v: (B_, nH, N, d). out = softmax(scale * q @ kᵀ + bias + mask[b mod nW])
 """
 from __future__ import annotations
 
-from typing import Optional
-
-from torch import Tensor
-
 from .._autograd import recompute_grads
-from .._windows import relative_position_bias
-
-
-def window_attention(q: Tensor, k: Tensor, v: Tensor, bias_table: Optional[Tensor], window_size: tuple[int, int],
-                     mask: Optional[Tensor], scale: float) -> Tensor:
-    b_, heads, n, _ = q.shape
-    attn = (q * scale) @ k.transpose(-2, -1)  # timm scales q before the product
-    if bias_table is not None:
-        attn = attn + relative_position_bias(bias_table, window_size).unsqueeze(0)
-    if mask is not None:
-        nw = mask.shape[0]
-        attn = attn.view(b_ // nw, nw, heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
-        attn = attn.view(b_, heads, n, n)
-    attn = attn.softmax(dim=-1)
-    return attn @ v
+# the math itself sits with the window bookkeeping: the shifted-window reference attends its windows with it too
+from .._windows import attention_in_windows as window_attention
 
 
 def forward(q, k, v, bias_table, window_size, mask, scale):

@@ -1,4 +1,5 @@
-"""Banded 1-D weights of the composite bilinear resampling used by ``prior_map_decode``.
+"""Banded 1-D weights of the composite bilinear resampling used by ``prior_map_decode`` and
+``upsample_cross_entropy`` (their Triton and CUDA backends).
 
 Bilinear interpolation is separable, so level ``i`` of the decoder is ``out += A_i · X_i · B_iᵀ`` per (b, k)
 plane, where ``A_i`` (H0 × h_i) and ``B_i`` (W0 × w_i) are the 1-D matrices of ``levels`` successive ×2
@@ -22,7 +23,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-__all__ = ["band_weights", "dense_matrix", "composite_matrix"]
+__all__ = ["band_weights", "dense_matrix", "composite_matrix", "device_band"]
 
 
 def _check_sizes(in_size: int, out_size: int, levels: int) -> None:
@@ -104,3 +105,10 @@ def dense_matrix(start: torch.Tensor, weight: torch.Tensor, columns: int) -> tor
         raise ValueError(f"band reaches columns [{int(cols.min())}, {int(cols.max())}] outside [0, {columns})")
     out.scatter_(1, cols, weight)
     return out
+
+
+@functools.lru_cache(maxsize=512)
+def device_band(in_size: int, out_size: int, levels: int, align_corners: bool, transpose: bool,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``band_weights`` as fp32 on ``device``, cached there (read-only: kernels never write them)."""
+    return band_weights(in_size, out_size, levels, align_corners, transpose, torch.float32, device)
