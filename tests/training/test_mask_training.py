@@ -14,10 +14,11 @@ from semask_models.cli import main as cli_main
 from semask_models.config import load_config
 from semask_models.optim import build_optimizer, build_scheduler
 
-# The shipped configs as they are (200 iterations, batch 8, 64² crops, seed 0), 1-2 CPU-minutes each on 2 cores.
-# Measured final mIoU (48 validation images): MaskFormer 0.579, Mask2Former 0.927 (400 MaskFormer iterations:
-# 0.878); predicting the background everywhere scores about 0.16 (5 classes).
-MIN_MIOU = {"maskformer": 0.40, "mask2former": 0.60}
+# The shipped configs as they are (batch 8, 64² crops, seed 0), 1-3 CPU-minutes each on 2 cores. Measured final
+# mIoU (48 validation images): MaskFormer 0.80-0.88 after 400 iterations (after 200 it landed anywhere in
+# 0.38-0.58 as fp32 rounding changed), Mask2Former 0.927 after 200; the background everywhere scores about 0.16.
+MIN_MIOU = {"maskformer": 0.60, "mask2former": 0.60}
+ITERS = {"maskformer": 400, "mask2former": 200}
 QUIET = ["train.progress=false"]
 
 
@@ -36,10 +37,10 @@ def trained(request, tmp_path_factory):
 def test_run_learns_to_the_stated_miou(trained):
     family, work = trained
     metrics = json.loads((work / "metrics.json").read_text())
-    assert metrics["iter"] == 200 and metrics["mIoU"] >= MIN_MIOU[family], metrics
+    assert metrics["iter"] == ITERS[family] and metrics["mIoU"] >= MIN_MIOU[family], metrics
     records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
     losses = [r for r in records if "loss" in r]
-    assert len(losses) == 20
+    assert len(losses) == ITERS[family] // 10
     assert {"loss_ce", "loss_mask", "loss_dice", "loss_cate"} <= set(losses[0])
     assert losses[-1]["loss"] < 0.6 * losses[0]["loss"]
 
@@ -67,7 +68,7 @@ def test_eval_reproduces_from_the_checkpoint_and_a_detectron2_pkl(trained, tmp_p
     assert again["mIoU"] == first["mIoU"] and again["IoU"] == first["IoU"]
 
     pkl = tmp_path / "model_final.pkl"
-    _official_pkl(work / "checkpoints" / "iter_0000200.safetensors", pkl)
+    _official_pkl(work / "checkpoints" / f"iter_{ITERS[family]:07d}.safetensors", pkl)
     out2 = tmp_path / "eval_pkl"
     assert cli_main(["eval", name, "--checkpoint", str(pkl), "--work-dir", str(out2), *_sets(QUIET)]) == 0
     from_pkl = json.loads((out2 / "eval_whole.json").read_text())
