@@ -45,6 +45,8 @@ FIRST_TESTS = {  # phase -> test files, run before the benchmarks
     "tests-cuda": ["tests/ops/test_shifted_window_attention_cuda.py"],
 }
 TEST_FILE = re.compile(r"tests/ops/test_(?P<op>\w+?)_(?P<backend>triton|cuda)\.py")
+CONFORMANCE = "tests/ops/test_conformance.py"  # its test ids start with the op and the backend
+PARAM_ID = re.compile(r"\[(?P<op>[a-z0-9_]+)-(?P<backend>reference|torch|triton|cuda)(?:-[^\]]*)?\]")
 RESERVE_S = 8  # kept back for the summary
 PHASES = ("build", "tests-triton", "tests-cuda", "headline", "kernels", "compile", "tests-rest")
 
@@ -252,8 +254,13 @@ def _tally(s: Session) -> None:
     table: dict = {}
     for line in (s.out / "tests.jsonl").read_text().splitlines():
         row = json.loads(line)
-        m = TEST_FILE.search(row["file"])
-        op, backend = (m["op"], m["backend"]) if m else (Path(row["file"]).stem.removeprefix("test_"), "-")
+        m, case = TEST_FILE.search(row["file"]), PARAM_ID.search(row["test"] or "")
+        if m:
+            op, backend = m["op"], m["backend"]
+        elif row["file"].endswith(CONFORMANCE) and case:  # [op-backend-...] of the one suite over the specs
+            op, backend = case["op"], case["backend"]
+        else:
+            op, backend = Path(row["file"]).stem.removeprefix("test_"), "-"
         cell = table.setdefault(op, {}).setdefault(backend, {"passed": 0, "failed": 0, "errored": 0, "skipped": 0})
         cell[row["outcome"]] += 1
     s.summary["tests_by_op"] = table

@@ -58,14 +58,22 @@ def test_junit_results_are_counted_per_op_and_backend(tmp_path):
       <testcase classname="tests.ops.test_shifted_window_attention_cuda" name="test_d"><skipped message="no"/>
       </testcase>
       <testcase classname="tests.nn.test_patch_timm" name="test_e" time="0.1"/>
+      <testcase classname="tests.ops.test_conformance"
+                name="test_matches_the_reference[shifted_window_attention-cuda-padded-shifted-bfloat16]"/>
+      <testcase classname="tests.ops.test_conformance" name="test_opcheck[ms_deform_attn-triton]">
+        <failure message="mismatch">trace</failure></testcase>
+      <testcase classname="tests.ops.test_conformance" name="test_every_op_has_cases_for_every_backend"/>
     </testsuite></testsuites>""")
     counts = driver._collect_junit(session, "tests-rest", xml)
-    assert counts == {"passed": 2, "failed": 1, "errored": 1, "skipped": 1}
+    assert counts == {"passed": 4, "failed": 2, "errored": 1, "skipped": 1}
     driver._tally(session)
     table = session.summary["tests_by_op"]
     assert table["semantic_attention"]["triton"] == {"passed": 1, "failed": 1, "errored": 0, "skipped": 0}
-    assert table["shifted_window_attention"]["cuda"] == {"passed": 0, "failed": 0, "errored": 1, "skipped": 1}
+    # with the conformance suite's test of that op and backend (its id says which)
+    assert table["shifted_window_attention"]["cuda"] == {"passed": 1, "failed": 0, "errored": 1, "skipped": 1}
     assert table["patch_timm"]["-"]["passed"] == 1
+    assert table["ms_deform_attn"]["triton"] == {"passed": 0, "failed": 1, "errored": 0, "skipped": 0}
+    assert table["conformance"]["-"]["passed"] == 1
     rows = [json.loads(line) for line in (tmp_path / "tests.jsonl").read_text().splitlines()]
     failed = next(r for r in rows if r["outcome"] == "failed")
     assert failed["message"] == "OutOfResources: shared memory" and failed["phase"] == "tests-rest"
