@@ -68,19 +68,6 @@ class MSDeformAttnPixelFANDecoder(MSDeformAttnPixelDecoder):
             self.add_module(f"align_{idx + 1}", FeatureAlign(layer.out_channels, layer.norm, deformable_groups))
         self.align_names = [f"align_{idx + 1}" for idx in range(self.num_fpn_levels)][::-1]
 
-    def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        _check_features(features, self.in_channels)
-        srcs, pos = [], []
-        for idx, x in enumerate(features[::-1][: self.num_levels]):
-            srcs.append(self.input_proj[idx](x))
-            pos.append(self.pe_layer(x))
-        y, shapes = self.transformer(srcs, pos)
-        b = y.shape[0]
-        out = [z.transpose(1, 2).reshape(b, -1, h, w)
-               for z, (h, w) in zip(y.split([h * w for h, w in shapes], dim=1), shapes)]
-        for idx, x in enumerate(features[: self.num_fpn_levels][::-1]):
-            cur = getattr(self, self.lateral_names[idx])(x)
-            y = cur + F.interpolate(out[-1], size=cur.shape[-2:], mode="bilinear", align_corners=False)
-            y = getattr(self, self.align_names[idx])(cur, y)
-            out.append(getattr(self, self.output_names[idx])(y))
-        return self.mask_features(out[-1]), out[: self.num_levels]
+    def _merge(self, idx: int, lateral: Tensor, coarser: Tensor) -> Tensor:
+        """Mask2Former's FPN step, then FaPN's feature alignment of the lateral map to it."""
+        return getattr(self, self.align_names[idx])(lateral, super()._merge(idx, lateral, coarser))

@@ -7,7 +7,7 @@ Module and parameter names follow the official code (``input_proj.{l}.{0,1}``, `
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,30 +15,8 @@ from torch import Tensor, nn
 
 from semask_kernels.nn import MSDeformAttn
 
+from ..maskformer.layers import Conv2dNorm, c2_xavier_fill
 from .position_encoding import PositionEmbeddingSine
-
-
-def _c2_xavier_fill(conv: nn.Conv2d) -> None:
-    """detectron2's ``c2_xavier_fill``: Caffe2's XavierFill is kaiming-uniform with a = 1; zero bias."""
-    nn.init.kaiming_uniform_(conv.weight, a=1)
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-
-
-class Conv2dNorm(nn.Conv2d):
-    """detectron2's ``Conv2d``: a conv whose ``norm`` (and optional activation) are applied in its forward, so the
-    norm's parameters sit under the conv's name (``adapter_1.norm.weight``)."""
-
-    def __init__(self, *args, norm: Optional[nn.Module] = None, activation: Optional[Callable] = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.norm = norm
-        self.activation = activation
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = super().forward(x)
-        if self.norm is not None:
-            x = self.norm(x)
-        return self.activation(x) if self.activation is not None else x
 
 
 class MSDeformAttnEncoderLayer(nn.Module):
@@ -166,7 +144,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
             self.num_levels, n_points, backend)
         self.pe_layer = PositionEmbeddingSine(conv_dim // 2, normalize=True)
         self.mask_features = nn.Conv2d(conv_dim, mask_dim, kernel_size=1)
-        _c2_xavier_fill(self.mask_features)
+        c2_xavier_fill(self.mask_features)
         # FPN levels below the encoder's finest stride, down to common_stride (1 for strides 8 → 4)
         self.num_fpn_levels = int(math.log2(feature_strides[-self.num_levels]) - math.log2(common_stride))
         self.lateral_names, self.output_names = [], []
@@ -174,8 +152,8 @@ class MSDeformAttnPixelDecoder(nn.Module):
             lateral = Conv2dNorm(c, conv_dim, kernel_size=1, bias=False, norm=nn.GroupNorm(norm_groups, conv_dim))
             output = Conv2dNorm(conv_dim, conv_dim, kernel_size=3, padding=1, bias=False,
                                 norm=nn.GroupNorm(norm_groups, conv_dim), activation=F.relu)
-            _c2_xavier_fill(lateral)
-            _c2_xavier_fill(output)
+            c2_xavier_fill(lateral)
+            c2_xavier_fill(output)
             self.add_module(f"adapter_{idx + 1}", lateral)
             self.add_module(f"layer_{idx + 1}", output)
             self.lateral_names.insert(0, f"adapter_{idx + 1}")  # top-down order: low to high resolution
@@ -193,9 +171,12 @@ class MSDeformAttnPixelDecoder(nn.Module):
                for z, (h, w) in zip(y.split([h * w for h, w in shapes], dim=1), shapes)]
         for idx, x in enumerate(features[: self.num_fpn_levels][::-1]):
             cur = getattr(self, self.lateral_names[idx])(x)
-            y = cur + F.interpolate(out[-1], size=cur.shape[-2:], mode="bilinear", align_corners=False)
-            out.append(getattr(self, self.output_names[idx])(y))
+            out.append(getattr(self, self.output_names[idx])(self._merge(idx, cur, out[-1])))
         return self.mask_features(out[-1]), out[: self.num_levels]
+
+    def _merge(self, idx: int, lateral: Tensor, coarser: Tensor) -> Tensor:
+        """FPN step ``idx`` (top-down): the lateral map plus the coarser output, bilinearly upsampled."""
+        return lateral + F.interpolate(coarser, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def _check_features(features, in_channels: Sequence[int]) -> None:
