@@ -38,28 +38,12 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def time_fn(fn: Callable[[], object], device: torch.device, warmup: int = 3, repeats: int = 10) -> Timing:
-    """Time ``fn()`` ``repeats`` times after ``warmup`` calls; on CUDA with events, and peak memory."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end))
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-        peak = None  # no allocator statistics on the CPU
-    return Timing(statistics.median(times), _percentile(times, 0.1), _percentile(times, 0.9), repeats, peak)
+    """Time ``fn()`` ``repeats`` times after ``warmup`` calls; on CUDA with events, and peak memory. Raises what
+    ``fn`` raises."""
+    contest = time_contenders({"fn": fn}, device, warmup=warmup, repeats=repeats, interleave=False)
+    if "fn" in contest.failures:
+        raise contest.failures["fn"]
+    return contest.timings["fn"]
 
 
 @dataclass
