@@ -12,8 +12,9 @@ so that a killed call still returns what was done. The files (8 at most, the dev
     bench.log         the benchmark tables as printed
     bench.jsonl       one line per measurement, written as each one finishes
     driver.log        what this script did: each phase's start, end, status and time left
-    gpu_summary.json  per op and backend: tests passed / failed / errored; the headline ratios; device, versions,
-                      git sha (rewritten after every phase)
+    gpu_summary.json  per op and backend: tests passed / failed / errored; per fused backend the SHA-256 of the
+                      files that define it ("sources": what ties verified=True to the code); the headline ratios;
+                      device, versions, git sha (rewritten after every phase)
 
 Phases, in order of value (``phases()``, one entry each): environment (with the SHA-256 of every fused
 backend's sources, ``semask_kernels/evidence.py``) -> extension build (background) -> the Triton ``gpu`` tests of
