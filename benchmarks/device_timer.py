@@ -142,15 +142,21 @@ def _timing(times: list[float], timer: str, sets: int, rounds: int, samples: int
                         timer, sets * rounds, samples, sets, note)
 
 
-def copy_bandwidth(device: torch.device | str, nbytes: int | None = None, samples: int = 10) -> float:
-    """GB/s of a large device-to-device copy (``dst.copy_(src)``; read + write counted), the roofline a
-    memory-bound kernel is measured against in the same run. ``nbytes``: the buffer, default 8x the L2."""
+def copy_timing(device: torch.device | str, nbytes: int | None = None, samples: int = 10) -> tuple[float, DeviceTiming, int]:
+    """(GB/s, timing, bytes) of a large device-to-device copy (``dst.copy_(src)``; read + write counted), the
+    roofline a memory-bound kernel is measured against in the same run. ``nbytes``: the buffer, default 8x the
+    L2."""
     device = torch.device(device)
     nbytes = nbytes or 8 * l2_bytes(device)
     src = torch.empty(nbytes, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
     t = time_device([lambda: dst.copy_(src)], device, rounds=5, samples=samples, graph=True)
-    return 2 * nbytes / t.ms / 1e6
+    return 2 * nbytes / t.ms / 1e6, t, nbytes
+
+
+def copy_bandwidth(device: torch.device | str, nbytes: int | None = None, samples: int = 10) -> float:
+    """GB/s of a large device-to-device copy (``copy_timing``)."""
+    return copy_timing(device, nbytes, samples)[0]
 
 
 def gbps(traffic_bytes: int, ms: float) -> float:

@@ -21,7 +21,7 @@ from semask_kernels import backends
 
 from . import device_timer
 from .harness import append_rows, at_least, run_metadata
-from .ops import DTYPES, MODELS, _stages, attention_cases, registered
+from .ops import DTYPES, MODELS, QUICK, _stages, attention_cases, registered
 
 OP = "shifted_window_attention"
 
@@ -94,16 +94,20 @@ def run(args) -> list[dict]:
         return []
     meta = run_metadata(device)
     l2 = device_timer.l2_bytes(device)
-    copy_gbps = device_timer.copy_bandwidth(device)
+    copy_gbps, copy_t, copy_bytes = device_timer.copy_timing(device)
     print(f"device: {meta['device']} | L2 {l2 / 2 ** 20:.0f} MiB | device-to-device copy {copy_gbps:.0f} GB/s "
           f"(the roofline of this run)", flush=True)
-    rows = [{**meta, "bench": "kernels", "impl": "copy", "gbps": copy_gbps, "l2_bytes": l2}]
+    copy_row = {**_row(meta, f"copy {copy_bytes >> 20} MiB", "copy", "copy", "uint8", copy_t, 2 * copy_bytes,
+                       copy_gbps), "op": "copy", "l2_bytes": l2}
+    rows = [copy_row]
+    if not args.no_save:
+        append_rows("kernels.jsonl", [copy_row], args.jsonl)
     names = backend_names()
     for dtype_name in args.dtypes:
         dtype = DTYPES[dtype_name]
         es = torch.tensor([], dtype=dtype).element_size()
-        for model in args.models:
-            for stage, batch, hw, dim, heads, window in _stages(model, quick=False):
+        for model in (list(QUICK) if args.quick else args.models):
+            for stage, batch, hw, dim, heads, window in _stages(model, quick=args.quick):
                 shape = f"{model} stage{stage + 1} {batch}x{hw}x{hw} C{dim} nH{heads}"
                 tokens = batch * hw * hw
                 sets = device_timer.input_sets(tokens * 3 * dim * es * 3, l2)  # qkv, its grad, the output
@@ -141,7 +145,7 @@ def _from_map(args, model, dtype, dtype_name, device, meta, l2, copy_gbps) -> li
     op with its Linears for every backend), device-timed; GB/s of the path's minimum traffic, its    inputs read and output written once, as ``ops`` counts it (x, the weights, the output)."""
     rows = []
     es = torch.tensor([], dtype=dtype).element_size()
-    for case in attention_cases(model, dtype, device, quick=False, baselines=("timm_eager", "sdpa")):
+    for case in attention_cases(model, dtype, device, quick=args.quick, baselines=("timm_eager", "sdpa")):
         sets = device_timer.input_sets(max(1, case.bytes), l2)
         inputs = [case.inputs() for _ in range(sets)]
         for name, fn in case.candidates.items():
@@ -195,6 +199,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from-map", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the attention path from the normed map: timm, SDPA, the op with its "
                              "Linears (default: yes)")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes (a smoke test of the table)")
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--jsonl", default=None,
                         help="append result rows to this file (default benchmarks/results/kernels.jsonl)")

@@ -9,9 +9,9 @@ Every profiled op is classified by its name and the ranges around it (``classify
 (``semask_kernels::shifted_window_attention`` and ``_bwd``) and whatever runs inside them are the attention; ops
 inside a timm ``PatchMerging`` module are patch merging; GEMMs (``linear``/``addmm``/``mm``) are GEMMs anywhere
 else; ops inside a window-attention module that are not GEMMs are the attention (stock timm's bmm, softmax,
-bias add); a backward op takes the component of its autograd node's name. The time counted is each op's self
-time on the device (CUDA) or on the CPU (a CPU run: the classifier and the summary work, the numbers are CPU
-numbers).
+bias add); a backward op takes the component of its autograd node's name. The time counted is the device time
+of the kernels each op launched itself (CUDA), or each op's self CPU time (a CPU run: the classifier and the
+summary work, the numbers are CPU numbers).
 """
 from __future__ import annotations
 
@@ -117,17 +117,20 @@ def annotate(model: torch.nn.Module) -> list:
 
 
 def summarize(prof, device_type: str) -> dict[str, float]:
-    """Milliseconds per component of a finished profile: each op's self time (device time on CUDA, CPU time on a
-    CPU) under the component ``classify`` gives it; the ranges themselves count nothing."""
+    """Milliseconds per component of a finished profile: each CPU op's self time (on CUDA: the device time of the
+    kernels it launched itself; on a CPU: its self CPU time) under the component ``classify`` gives it; the
+    ranges themselves count nothing. On CUDA, kernel time no op claims (the kernel events' total minus what the
+    ops claimed) goes to "other", so the components add up to the device's busy time."""
+    from torch.autograd import DeviceType
     totals: dict[str, float] = defaultdict(float)
+    kernels_us = 0.0
     for event in prof.events():
+        if event.device_type != DeviceType.CPU:  # a kernel's own event: counted through its launching op
+            kernels_us += event.device_time_total if device_type == "cuda" else 0.0
+            continue
         if event.name.startswith(RANGE) or event.name.startswith("ProfilerStep"):
             continue
-        if device_type == "cuda":
-            us = getattr(event, "self_device_time_total", None)
-            us = us if us is not None else event.self_cuda_time_total
-        else:
-            us = event.self_cpu_time_total
+        us = event.self_device_time_total if device_type == "cuda" else event.self_cpu_time_total
         if not us:
             continue
         ancestors, parent = [], event.cpu_parent
@@ -135,6 +138,9 @@ def summarize(prof, device_type: str) -> dict[str, float]:
             ancestors.append(parent.name)
             parent = parent.cpu_parent
         totals[classify(event.name, ancestors)] += us / 1e3
+    unclaimed = kernels_us / 1e3 - sum(totals.values())
+    if device_type == "cuda" and unclaimed > 0:
+        totals["other"] += unclaimed
     return {c: totals.get(c, 0.0) for c in COMPONENTS}
 
 

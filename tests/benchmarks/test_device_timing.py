@@ -70,6 +70,25 @@ def test_device_timer_times_a_copy_by_graph_replay_and_falls_back_to_events():
     assert device_timer.copy_bandwidth(device, nbytes=2 ** 26, samples=3) > 50  # GB/s: any GPU's HBM
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="device timing needs a CUDA GPU")
+def test_the_kernel_table_times_every_backend_that_runs_with_its_timer_and_roofline(tmp_path):
+    from benchmarks import __main__ as cli
+    jsonl = tmp_path / "kernels.jsonl"
+    cli.main(["kernels", "--quick", "--rounds", "2", "--samples", "2", "--jsonl", str(jsonl)])
+    import json
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    ops = [r for r in rows if r["impl"].startswith("op:")]
+    assert {r["impl"] for r in ops} >= {"op:torch", "op:triton"}
+    assert {r["mode"] for r in ops} == {"forward", "forward+backward"}
+    for r in rows:
+        assert r["timer"] in ("cuda_graph", "events") and r["median_ms"] > 0 and r["copy_gbps"] > 0
+        assert r["of_copy"] == pytest.approx(r["gbps"] / r["copy_gbps"])
+        assert r["input_sets"] >= 2 or r["impl"] == "copy"
+    assert rows[0]["impl"] == "copy" and rows[0]["of_copy"] == pytest.approx(1.0)  # the same run's roofline
+    assert any(r["impl"] == "from_map:timm_eager" for r in rows)
+
+
 @pytest.fixture
 def interpreted(monkeypatch):
     from semask_kernels import _triton_utils as tu
