@@ -15,10 +15,12 @@ OP = SPEC.name
 backends.register_op(OP, SPEC.preference)
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
 backends.register_module(OP, "torch", torch_path, verified=True)
-# every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun
-backends.register_module(OP, "cuda", cuda, verified=True)
-# every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-c29f02c
-backends.register_module(OP, "triton", triton, verified=True)
+# every gpu test passed on an H200 (benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun), but its sources changed
+# since (limits moved to csrc/common/limits.h; upsample_cross_entropy.cu, cuda.py): to rerun on a GPU
+backends.register_module(OP, "cuda", cuda, verified=False)
+# every gpu test passed on an H200 (benchmarks/results/gpu/2026-11-29-h200-c29f02c), but its sources changed since
+# (bilinear bands moved to semask_kernels/kernels/bilinear_bands.py, keyword launches): to rerun on a GPU
+backends.register_module(OP, "triton", triton, verified=False)
 
 
 def _check_labels(target: Tensor, classes: int, ignore_index: int) -> None:
