@@ -32,13 +32,16 @@ def test_old_paths_work_in_a_fresh_interpreter():
             "from semask_models.checkpoint import read_weights\n"
             "from semask_models.detectron2_checkpoint import load_detectron2_checkpoint\n"
             "from semask_models import convert; assert convert.__name__ == 'semask_models.checkpoints.convert'\n"
-            "import semask_models.mask_zoo as m; assert m.__name__ == 'semask_models.zoo.swin_mask'")
+            "import semask_models.mask_zoo as m; assert m.__name__ == 'semask_models.zoo.swin_mask'\n"
+            "import semask_models as sm; assert sm.optim is sm.engine.optim and sm.losses.ohem_loss")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_an_unknown_old_name_is_still_an_import_error():
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("semask_models.no_such_module")
+    with pytest.raises(AttributeError, match="no_such_module"):
+        semask_models.no_such_module
 
 
 def test_every_name_belongs_to_one_family_and_every_head_too():
