@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 from .backbones.swin import SwinBackbone
 from .heads.fpn import FPNHead
 from .heads.upernet import UPerHead
 from .mask_zoo import MASK_HEADS, build_mask_segmentor, mask_global_stages
+from .mit_zoo import MitModelConfig, build_mit_from_config, mit_model_names, unchecked_mit_config
 from .model_checks import check_model_config
 from .segmentor import Segmentor
 from .sgr import SGR
@@ -41,6 +42,7 @@ class ModelConfig:
     drop_path_rate: float = 0.3
     sem_window_size: Optional[int] = None  # None: the Swin window, as the official configs
     global_stages: Optional[tuple[int, ...]] = None  # None: the official rule
+    sem_depths: tuple[int, ...] = (1, 1, 1, 1)  # N_S, SemanticAttention blocks per stage (official: 1 everywhere)
     head_channels: Optional[int] = None  # None: 256 (FPN, MaskFormer, Mask2Former conv_dim) / 512 (UperNet)
     use_checkpoint: bool = False
     prior_weight: float = 0.4
@@ -78,12 +80,13 @@ class ModelConfig:
 
 
 def model_names(sgr: bool = False) -> list[str]:
-    """The zoo's names; with ``sgr=True`` also the ``..._sgr`` variants (SGR after the last stage)."""
+    """The zoo's names: the Swin family, then the MiT family (:mod:`semask_models.mit_zoo`); with ``sgr=True``
+    also the Swin ``..._sgr`` variants (SGR after the last stage)."""
     names = [f"{prefix}swin_{v}_{head}" for head in HEADS for prefix in ("semask_", "") for v in VARIANTS]
-    return names + [f"{n}_sgr" for n in names] if sgr else names
+    return (names + [f"{n}_sgr" for n in names] if sgr else names) + mit_model_names()
 
 
-def config_for(name: str, num_classes: int = 150, **overrides) -> ModelConfig:
+def config_for(name: str, num_classes: int = 150, **overrides) -> Union[ModelConfig, MitModelConfig]:
     """The configuration of zoo model ``name`` with ``overrides`` (any ModelConfig field), every field checked
     (:func:`semask_models.model_checks.check_model_config`)."""
     cfg = unchecked_config(name, num_classes, **overrides)
@@ -91,8 +94,10 @@ def config_for(name: str, num_classes: int = 150, **overrides) -> ModelConfig:
     return cfg
 
 
-def unchecked_config(name: str, num_classes: int = 150, **overrides) -> ModelConfig:
+def unchecked_config(name: str, num_classes: int = 150, **overrides) -> Union[ModelConfig, MitModelConfig]:
     """:func:`config_for` without the value checks (unknown names and fields are still refused)."""
+    if name in mit_model_names():
+        return unchecked_mit_config(name, num_classes, **overrides)
     if name not in model_names(sgr=True):
         raise ValueError(f"unknown model {name!r}; available: {model_names()} (each also with '_sgr')")
     with_sgr = name.endswith("_sgr")
@@ -107,7 +112,9 @@ def unchecked_config(name: str, num_classes: int = 150, **overrides) -> ModelCon
     return dataclasses.replace(cfg, **overrides)
 
 
-def build_from_config(cfg: ModelConfig) -> Segmentor:
+def build_from_config(cfg: Union[ModelConfig, MitModelConfig]) -> Segmentor:
+    if isinstance(cfg, MitModelConfig):
+        return build_mit_from_config(cfg)
     check_model_config(cfg)
     if cfg.global_stages is not None:
         global_stages = cfg.global_stages
@@ -119,7 +126,8 @@ def build_from_config(cfg: ModelConfig) -> Segmentor:
         embed_dim=cfg.embed_dim, depths=cfg.depths, num_heads=cfg.num_heads, window_size=cfg.window_size,
         mlp_ratio=cfg.mlp_ratio, drop_path_rate=cfg.drop_path_rate,
         num_classes=cfg.num_classes if cfg.semantic else None, sem_window_size=cfg.sem_window_size,
-        global_stages=global_stages, use_checkpoint=cfg.use_checkpoint, backend=cfg.backend)
+        global_stages=global_stages, use_checkpoint=cfg.use_checkpoint, backend=cfg.backend,
+        sem_depths=cfg.sem_depths)
     sgr = (SGR(backbone.num_features[-1], dim=cfg.sgr_dim, num_tokens=cfg.sgr_tokens, layers=cfg.sgr_layers)
            if cfg.sgr else None)
     if cfg.head in MASK_HEADS:
@@ -138,7 +146,8 @@ def build_model(name: str, num_classes: int = 150, **overrides) -> Segmentor:
     """Build a zoo model: ``semask_swin_{t,s,b,l}_fpn``, ``swin_{t,s,b,l}_fpn``, ``semask_swin_{t,s,b,l}_upernet``,
     ``swin_{t,s,b,l}_upernet``, and the mask-classification ``[semask_]swin_{t,s,b,l}_{maskformer, mask2former,
     mask2former_fapn, mask2former_msfapn}`` (:mod:`semask_models.mask_zoo`; a ``MaskSegmentor``), each also with an
-    ``_sgr`` suffix (or ``sgr=True``). ``overrides`` are ModelConfig fields (e.g. ``drop_path_rate=0.0``,
+    ``_sgr`` suffix (or ``sgr=True``), and the Mix Transformer family ``[semask_]mit_b{0..5}_{segformer,fpn}``
+    (:mod:`semask_models.mit_zoo`; its overrides are ``MitModelConfig`` fields). ``overrides`` are ModelConfig fields (e.g. ``drop_path_rate=0.0``,
     ``backend="triton"``, ``global_stages=()``). Build on the meta device with ``with torch.device("meta"):``.
 
     Example:
