@@ -74,7 +74,7 @@ class EfficientAttention(nn.Module):
         heads = self.num_heads
         q = self.q(x).reshape(b, h * w, heads, c // heads).transpose(1, 2)
         src = x
-        if self.sr_ratio > 1:  # a map smaller than sr_ratio raises in the conv, as officially
+        if self.sr_ratio > 1:
             src = self.norm(self.sr(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
         kv = self.kv(src).reshape(b, -1, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(q, kv[0], kv[1])  # scale head_dim ** -0.5, as officially
@@ -160,7 +160,21 @@ class MiTBackbone(nn.Module):
                     embed_dims[i], num_classes, window, backend, depth=sem_depths[i]))
         self.semantic = num_classes is not None
 
+    def min_input_size(self) -> int:
+        """The smallest image side whose every stage map covers that stage's reduction ratio."""
+        size = 1
+        for i in range(self.num_stages, 0, -1):  # invert H_i = ⌊(H_{i-1} - 1) / stride⌋ + 1, stage by stage
+            block = getattr(self, f"block{i}")
+            need = max(size, block[0].attn.sr_ratio if len(block) else 1)
+            stride = getattr(self, f"patch_embed{i}").proj.stride[0]
+            size = (need - 1) * stride + 1
+        return size
+
     def forward(self, img: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        if min(img.shape[-2:]) < self.min_input_size():
+            raise ValueError(f"img of size {tuple(img.shape[-2:])} is too small for this MiT: each side must be at "
+                             f"least {self.min_input_size()} pixels (the spatial-reduction conv of a stage needs a "
+                             "map at least as large as its ratio)")
         x = img
         features, priors = [], []
         for i in range(1, self.num_stages + 1):
