@@ -39,8 +39,9 @@ TIMM_SWIN = {"swin_tiny_patch4_window7_224": 224, "swin_small_patch4_window7_224
 
 
 def crop_size(name: str) -> int:
-    """The official ADE20K training crop: 512 (T/S/B), 640 (L); the same for the MaskFormer / Mask2Former models."""
-    return 640 if "_l_" in name else 512
+    """The official ADE20K training crop: 512 (T/S/B), 640 (L); the same for the MaskFormer / Mask2Former models;
+    SegFormer's: 512 (B0-B4), 640 (B5)."""
+    return 640 if "_l_" in name or "mit_b5_" in name else 512
 
 
 def count(model: torch.nn.Module, size: int) -> tuple[int, int, int]:

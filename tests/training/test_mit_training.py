@@ -88,8 +88,10 @@ def test_segformer_recipes(name, dataset):
     assert t["no_decay_keys"] == ["norm"] and t["betas"] == [0.9, 0.999]
     assert aug["ratio_range"] == [0.5, 2.0] and aug["cat_max_ratio"] == 0.75 and aug["flip"] == 0.5
     if dataset == "ade20k":
-        assert (t["batch_size"], aug["crop"], aug["scale"], cfg["test"]["mode"]) == (16, [512, 512], [2048, 512],
+        side = 640 if "_b5_" in name else 512  # segformer.b5.640x640.ade.160k.py
+        assert (t["batch_size"], aug["crop"], aug["scale"], cfg["test"]["mode"]) == (16, [side, side], [2048, side],
                                                                                       "whole")
+        assert cfg["test"]["scale"] == [2048, side]
         assert cfg["data"]["num_classes"] == 150
     else:
         assert (t["batch_size"], aug["crop"], aug["scale"]) == (8, [1024, 1024], [2048, 1024])
