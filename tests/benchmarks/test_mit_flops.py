@@ -8,7 +8,8 @@ import torch
 import semask_models as sm
 from benchmarks import flops
 
-SEGFORMER_GMACS = {"b0": (512, 8.4), "b2": (512, 62.4)}
+SEGFORMER_GMACS = {"b0": (512, 8.4), "b1": (512, 15.9), "b2": (512, 62.4), "b3": (512, 79.0), "b4": (512, 95.7),
+                   "b5": (640, 183.3)}
 
 
 @pytest.mark.parametrize("variant", list(SEGFORMER_GMACS))
@@ -17,7 +18,7 @@ def test_mit_segformer_matches_segformer(variant):
     with torch.device("meta"):
         model = sm.build_model(f"mit_{variant}_segformer", num_classes=150, backend="reference")
     _, total, semantic = flops.count(model, size)
-    assert abs(total / 2e9 - gmacs) < 0.02 * gmacs and semantic == 0
+    assert abs(total / 2e9 - gmacs) < 0.01 * gmacs and semantic == 0
 
 
 def test_semask_overhead_is_the_semantic_layers(capsys):
