@@ -118,7 +118,7 @@ class MiTBackbone(nn.Module):
 
     Args:
         embed_dims, depths, num_heads, sr_ratios, mlp_ratio, drop_path_rate: the MiT variant (``MIT_VARIANTS`` of
-            :mod:`semask_models.mit_zoo`).
+            :mod:`semask_models.zoo.mit`).
         num_classes: K of the semantic layers; None builds a plain MiT backbone.
         sem_depths: SemanticAttention blocks per stage (N_S); sem_window_size: window of the windowed stages;
         global_stages: stages whose semantic attention is global.

@@ -26,7 +26,7 @@ class SegFormerHead(nn.Module):
     Dropout2d(0.1) and a 1×1 classifier ``linear_pred``. ``forward(features)`` returns (B, K, H/4, W/4) logits.
 
     The official checkpoints also hold ``decode_head.conv_seg`` (mmseg ``BaseDecodeHead``'s classifier), which
-    ``SegFormerHead`` never calls; it has no place here (:mod:`semask_models.mit_checkpoint` drops it by name).
+    ``SegFormerHead`` never calls; it has no place here (:mod:`semask_models.checkpoints.mit` drops it by name).
     """
 
     def __init__(self, in_channels: Sequence[int], num_classes: int, channels: int = 256, dropout: float = 0.1,

@@ -86,7 +86,7 @@ def test_pickles_with_objects_are_refused(tmp_path):
 
 
 def test_hf_kv_halves_must_both_be_there():
-    from semask_models.mit_checkpoint import hf_to_official, official_to_hf
+    from semask_models.checkpoints.mit import hf_to_official, official_to_hf
     hub = official_to_hf(_model().state_dict())
     del hub["segformer.encoder.block.0.0.attention.self.value.weight"]
     with pytest.raises(ValueError, match="attn.kv.weight needs both"):

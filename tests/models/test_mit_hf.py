@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import semask_models as sm
-from semask_models import mit_checkpoint
+from semask_models.checkpoints import mit as mit_checkpoint
 from semask_models.convert import load_checkpoint
 from tests.utils import assert_close
 

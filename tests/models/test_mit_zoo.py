@@ -7,7 +7,7 @@ import torch
 import semask_kernels as sk
 import semask_models as sm
 from semask_models.backbones.semantic_layer import SemanticLayer
-from semask_models.mit_zoo import mit_model_names
+from semask_models.zoo.mit import names as mit_model_names
 
 # SegFormer's README / paper (Table 1 + decoder) at 150 classes: 3.8M, 13.7M, 27.5M, 47.3M, 64.1M, 84.7M
 SEGFORMER_PARAMS_M = {"b0": 3.8, "b1": 13.7, "b2": 27.5, "b3": 47.3, "b4": 64.1, "b5": 84.7}

@@ -1,9 +1,15 @@
-"""The Mix Transformer family of the zoo: ``[semask_]mit_b{0..5}_{segformer,fpn}``.
+"""The Mix Transformer family of the zoo: ``[semask_]mit_b{0..5}_{segformer,fpn}`` (a
+:class:`~semask_models.segmentors.segmentor.Segmentor` with the SegFormer or the Semantic-FPN head).
 
 SegFormer's variants (``mix_transformer.py`` ``mit_b0`` … ``mit_b5``): widths 32-64-160-256 (B0) and 64-128-320-512
 (B1-B5), heads 1-2-5-8, reduction ratios 8-4-2-1, MLP ratio 4, drop path 0.1. The SegFormer head's width is 256
 for B0/B1 and 768 for B2-B5; Semantic-FPN keeps its 256. SeMask-MiT adds one semantic layer per stage
 (:mod:`semask_models.backbones.mit` says where and why windowed/global) with the prior loss at weight 0.4.
+
+The family owns its configuration dataclass, :class:`MitModelConfig` (``CONFIG``): MiT's per-stage widths and
+reduction ratios have no place in the Swin ``ModelConfig`` (one ``embed_dim`` doubled per stage, a window), and
+the Swin fields (window, SGR, mask-classification) none in MiT. The registry asks ``config(name, num_classes,
+**overrides)`` for it, and dispatches ``check`` / ``build`` by its type (:func:`semask_models.zoo.families.family_of_config`).
 """
 from __future__ import annotations
 
@@ -11,18 +17,18 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .backbones.mit import MiTBackbone
-from .heads.fpn import FPNHead
-from .heads.segformer_head import SegFormerHead
-from .segmentor import Segmentor
-from .validation import INT64, apply, boolean, integer, one_of, real, sequence
+from ..backbones.mit import MiTBackbone
+from ..heads.fpn import FPNHead
+from ..heads.segformer_head import SegFormerHead
+from ..segmentors.segmentor import Segmentor
+from ..validation import INT64, apply, boolean, integer, one_of, real, sequence
 
 MIT_DEPTHS = {0: (2, 2, 2, 2), 1: (2, 2, 2, 2), 2: (3, 4, 6, 3), 3: (3, 4, 18, 3), 4: (3, 8, 27, 3), 5: (3, 6, 40, 3)}
 MIT_VARIANTS = {
     f"b{v}": dict(embed_dims=(32, 64, 160, 256) if v == 0 else (64, 128, 320, 512), depths=depths,
                   num_heads=(1, 2, 5, 8), sr_ratios=(8, 4, 2, 1))
     for v, depths in MIT_DEPTHS.items()}
-MIT_HEADS = ("segformer", "fpn")
+HEADS = ("segformer", "fpn")  # MitModelConfig.head values (MiT configs only: "fpn" is also a Swin head)
 
 
 def default_head_channels(variant: str, head: str) -> int:
@@ -67,7 +73,7 @@ RULES = {
     "num_heads": _stage_ints("integers >= 1"),
     "sr_ratios": _stage_ints("integers >= 1"),
     "semantic": boolean(),
-    "head": one_of(MIT_HEADS),
+    "head": one_of(HEADS),
     "num_classes": integer(lo=1),
     "mlp_ratio": real(gt=0),
     "drop_path_rate": real(lo=0, lt=1),
@@ -85,9 +91,9 @@ RULES = {
 }
 
 
-def check_mit_config(cfg: MitModelConfig, prefix: str = "", error: type = ValueError) -> None:
+def check(cfg: MitModelConfig, prefix: str = "", error: type = ValueError) -> None:
     """Raise ``error`` naming ``prefix + field`` for the first field of ``cfg`` out of range or inconsistent."""
-    from .model_checks import RULES as SHARED
+    from .checks import RULES as SHARED
     apply(dataclasses.asdict(cfg), {**RULES, "backend": SHARED["backend"]}, prefix, error)
     stages = len(cfg.depths)
     for name in ("embed_dims", "num_heads", "sr_ratios", "sem_depths"):
@@ -103,16 +109,21 @@ def check_mit_config(cfg: MitModelConfig, prefix: str = "", error: type = ValueE
                     f"indices in [0, {stages}) (the model has {stages} stages)")
 
 
-def mit_model_names() -> list[str]:
-    return [f"{prefix}mit_{v}_{head}" for head in MIT_HEADS for prefix in ("semask_", "") for v in MIT_VARIANTS]
+def names() -> list[str]:
+    return [f"{prefix}mit_{v}_{head}" for head in HEADS for prefix in ("semask_", "") for v in MIT_VARIANTS]
 
 
-def unchecked_mit_config(name: str, num_classes: int = 150, **overrides) -> MitModelConfig:
-    if name not in mit_model_names():
-        raise ValueError(f"unknown model {name!r}; MiT models: {mit_model_names()}")
+def fields(name: str) -> dict:
+    """The MitModelConfig fields a name fixes: the variant's sizes, ``semantic``, ``head`` and ``variant``."""
     variant, _, head = name.partition("mit_")[2].partition("_")
-    cfg = MitModelConfig(**MIT_VARIANTS[variant], semantic=name.startswith("semask_"), head=head,
-                         num_classes=num_classes, variant=variant)
+    return dict(**MIT_VARIANTS[variant], semantic=name.startswith("semask_"), head=head, variant=variant)
+
+
+def config(name: str, num_classes: int = 150, **overrides) -> MitModelConfig:
+    """The unchecked configuration of ``name`` with ``overrides`` (MitModelConfig fields; unknown ones refused)."""
+    if name not in names():
+        raise ValueError(f"unknown model {name!r}; MiT models: {names()}")
+    cfg = MitModelConfig(**fields(name), num_classes=num_classes)
     known = {f.name for f in dataclasses.fields(MitModelConfig)} - {"extra", "variant"}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -125,8 +136,10 @@ def unchecked_mit_config(name: str, num_classes: int = 150, **overrides) -> MitM
     return cfg
 
 
-def build_mit_from_config(cfg: MitModelConfig) -> Segmentor:
-    check_mit_config(cfg)
+CONFIG = MitModelConfig
+
+
+def build(cfg: MitModelConfig) -> Segmentor:
     backbone = MiTBackbone(
         embed_dims=cfg.embed_dims, depths=cfg.depths, num_heads=cfg.num_heads, sr_ratios=cfg.sr_ratios,
         mlp_ratio=cfg.mlp_ratio, drop_path_rate=cfg.drop_path_rate,

@@ -2,7 +2,8 @@
 hub layout (``model.safetensors`` as ``save_pretrained`` writes it), read into and written from this package's
 MiT models, whose keys are the official ones.
 
-Layouts handled by :func:`load_mit_checkpoint` (reached through :func:`semask_models.convert.load_checkpoint`):
+Layouts handled by :func:`load_mit_checkpoint` (reached through
+:func:`semask_models.checkpoints.convert.load_checkpoint`):
 
 - ``official_mit``: an ImageNet backbone ``mit_b*.pth`` (``patch_embed1.*``, ``block1.0.*``, ``norm1.*`` and the
   classifier ``head.*``, which has no place in a segmentor and is reported unexpected);
@@ -13,7 +14,7 @@ Layouts handled by :func:`load_mit_checkpoint` (reached through :func:`semask_mo
   reported unexpected), also without the ``segformer.`` prefix (a bare ``SegformerModel``). Hugging Face splits
   the official ``attn.kv`` into ``key`` (its first C rows) and ``value`` (the next C); they are concatenated back.
 
-Reading stays safe (:func:`semask_models.convert.read_state_dict`: safetensors or ``weights_only``).
+Reading stays safe (:func:`semask_models.checkpoints.convert.read_state_dict`: safetensors or ``weights_only``).
 """
 from __future__ import annotations
 
@@ -177,8 +178,8 @@ def to_official(sd: StateDict, fmt: str) -> tuple[StateDict, list[str], list[str
 
 def load_mit_checkpoint(model: nn.Module, sd: StateDict, fmt: str):
     """Load a MiT / SegFormer state dict of layout ``fmt`` (:func:`detect_mit_format`) into a MiT segmentor; the
-    :class:`semask_models.convert.LoadReport` is of the whole segmentor, as for Swin."""
-    from .backbones.mit import MiTBackbone
+    :class:`semask_models.checkpoints.convert.LoadReport` is of the whole segmentor, as for Swin."""
+    from ..backbones.mit import MiTBackbone
     from .convert import _log, fit_to
     if not isinstance(getattr(model, "backbone", None), MiTBackbone):
         raise ValueError(f"a {fmt} checkpoint (Mix Transformer / SegFormer weights) needs a MiT model "
