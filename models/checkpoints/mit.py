@@ -181,9 +181,10 @@ def load_mit_checkpoint(model: nn.Module, sd: StateDict, fmt: str):
     :class:`semask_models.checkpoints.convert.LoadReport` is of the whole segmentor, as for Swin."""
     from ..backbones.mit import MiTBackbone
     from .convert import _log, fit_to
-    if not isinstance(getattr(model, "backbone", None), MiTBackbone):
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, MiTBackbone):
         raise ValueError(f"a {fmt} checkpoint (Mix Transformer / SegFormer weights) needs a MiT model "
-                         f"([semask_]mit_b*_*), got a model with backbone {type(getattr(model, 'backbone', model)).__name__}")
+                         f"([semask_]mit_b*_*), got a model with backbone {type(backbone).__name__}")
     converted, dropped, ignored = to_official(sd, fmt)
     report = fit_to(model, converted, fmt)
     report.unexpected += dropped

@@ -9,7 +9,8 @@ for B0/B1 and 768 for B2-B5; Semantic-FPN keeps its 256. SeMask-MiT adds one sem
 The family owns its configuration dataclass, :class:`MitModelConfig` (``CONFIG``): MiT's per-stage widths and
 reduction ratios have no place in the Swin ``ModelConfig`` (one ``embed_dim`` doubled per stage, a window), and
 the Swin fields (window, SGR, mask-classification) none in MiT. The registry asks ``config(name, num_classes,
-**overrides)`` for it, and dispatches ``check`` / ``build`` by its type (:func:`semask_models.zoo.families.family_of_config`).
+**overrides)`` for it, and dispatches ``check`` / ``build`` by its type
+(:func:`semask_models.zoo.families.family_of_config`).
 """
 from __future__ import annotations
 

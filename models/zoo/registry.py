@@ -108,7 +108,8 @@ def build_model(name: str, num_classes: int = 150, **overrides) -> nn.Module:
     mask2former_fapn, mask2former_msfapn}`` (:mod:`semask_models.zoo.swin_mask`; a ``MaskSegmentor``), each also with an
     ``_sgr`` suffix (or ``sgr=True``), and the Mix Transformer family ``[semask_]mit_b{0..5}_{segformer,fpn}``
     (:mod:`semask_models.zoo.mit`; its overrides are ``MitModelConfig`` fields). ``overrides`` are ModelConfig
-    fields (e.g. ``drop_path_rate=0.0``, ``backend="triton"``, ``global_stages=()``). Build on the meta device with ``with torch.device("meta"):``.
+    fields (e.g. ``drop_path_rate=0.0``, ``backend="triton"``, ``global_stages=()``). Build on the meta device
+    with ``with torch.device("meta"):``.
 
     Example:
         >>> import semask_models

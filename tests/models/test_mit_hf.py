@@ -23,9 +23,9 @@ K = 5
 
 def _hf_model(seed=0):
     torch.manual_seed(seed)
-    cfg = transformers.SegformerConfig(hidden_sizes=list(TINY["embed_dims"]), num_attention_heads=list(TINY["num_heads"]),
-                                       depths=list(TINY["depths"]), decoder_hidden_size=TINY["head_channels"],
-                                       num_labels=K, drop_path_rate=0.0)
+    cfg = transformers.SegformerConfig(hidden_sizes=list(TINY["embed_dims"]),
+                                       num_attention_heads=list(TINY["num_heads"]), depths=list(TINY["depths"]),
+                                       decoder_hidden_size=TINY["head_channels"], num_labels=K, drop_path_rate=0.0)
     model = transformers.SegformerForSemanticSegmentation(cfg).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
