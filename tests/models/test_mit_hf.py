@@ -106,3 +106,25 @@ def test_official_to_hf_and_back_is_the_identity():
 def test_hub_layout_refuses_semantic_layers():
     with pytest.raises(ValueError, match="no Hugging Face Segformer counterpart"):
         mit_checkpoint.official_to_hf(_ours("semask_mit_b0_segformer").state_dict())
+
+
+def test_hf_imagenet_classifier_loads_into_the_backbone(tmp_path):
+    """``nvidia/mit-b*`` style: SegformerForImageClassification (encoder + ``classifier``) as a ``pretrained``."""
+    torch.manual_seed(4)
+    cfg = transformers.SegformerConfig(hidden_sizes=list(TINY["embed_dims"]),
+                                       num_attention_heads=list(TINY["num_heads"]), depths=list(TINY["depths"]),
+                                       num_labels=7)
+    hf = transformers.SegformerForImageClassification(cfg).eval()
+    hf.save_pretrained(tmp_path)
+    model = _ours("semask_mit_b0_segformer")
+    report = load_checkpoint(model, tmp_path / "model.safetensors")
+    assert report.source_format == "hf_segformer"
+    assert sorted(report.unexpected) == ["classifier.bias", "classifier.weight"]
+    assert report.missing and all(k.startswith("decode_head.") or ".semantic_layer" in k for k in report.missing)
+    plain = _ours()
+    load_checkpoint(plain, tmp_path / "model.safetensors")
+    img = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        hidden = hf.segformer(pixel_values=img, output_hidden_states=True).hidden_states
+        features, _ = plain.backbone(img)
+    assert_close(features[-1], hidden[-1], name="stage 4", scale=10)

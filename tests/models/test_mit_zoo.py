@@ -136,3 +136,19 @@ def test_too_small_input_is_a_clear_error():
         model(torch.randn(1, 3, 29, 29))  # stage 1 is 8×8: the smallest size the reduction ratio 8 allows
         with pytest.raises(ValueError, match=r"img.*at least 29"):
             model(torch.randn(1, 3, 28, 64))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    plain = sm.build_model("semask_mit_b0_segformer", 5, **TINY).train()
+    ckpt = sm.build_model("semask_mit_b0_segformer", 5, use_checkpoint=True, **TINY).train()
+    ckpt.load_state_dict(plain.state_dict())
+    img, target = torch.randn(2, 3, 40, 40), torch.randint(0, 5, (2, 40, 40))
+    grads = []
+    for m in (plain, ckpt):
+        torch.manual_seed(1)
+        m(img, target)["loss"].backward()
+        grads.append({n: p.grad for n, p in m.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 50
+    for n, g in grads[0].items():
+        assert torch.allclose(grads[1][n], g, atol=1e-6, rtol=1e-5), n
