@@ -152,3 +152,37 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 50
     for n, g in grads[0].items():
         assert torch.allclose(grads[1][n], g, atol=1e-6, rtol=1e-5), n
+
+
+def test_reference_and_triton_backends_agree():
+    """SeMask-MiT with the semantic attention, prior decoding and loss on the reference and on Triton (the
+    interpreter on a CPU); windowed stages 1-2 and global 3-4 both run."""
+    table = sk.available_backends()
+    missing = {op: table[op]["triton"][1] for op in ("semantic_attention", "prior_map_decode",
+                                                     "upsample_cross_entropy") if not table[op]["triton"][0]}
+    if missing:
+        pytest.skip(f"Triton backends missing here: {missing}")
+    from tests.utils import assert_close
+    torch.manual_seed(0)
+    ref = sm.build_model("semask_mit_b0_segformer", 5, backend="reference", **TINY).train()
+    tri = sm.build_model("semask_mit_b0_segformer", 5, backend="triton", **TINY).train()
+    tri.load_state_dict(ref.state_dict())
+    results = []
+    for m in (ref, tri):
+        with torch.no_grad():
+            for i in range(1, 5):  # open the gamma gate so the semantic attention matters
+                getattr(m.backbone, f"semantic_layer{i}").class_injection[0].gamma.fill_(0.5)
+        for mod in m.modules():
+            if isinstance(mod, (torch.nn.Dropout, torch.nn.Dropout2d)):
+                mod.p = 0.0
+        img, target = torch.randn(2, 3, 32, 40, generator=torch.Generator().manual_seed(2)), \
+            torch.randint(0, 5, (2, 32, 40), generator=torch.Generator().manual_seed(3))
+        losses = m(img, target)
+        losses["loss"].backward()
+        results.append((losses, {n: p.grad for n, p in m.named_parameters()}))
+    (l_ref, g_ref), (l_tri, g_tri) = results
+    for k in l_ref:
+        assert_close(l_tri[k], l_ref[k], name=k, scale=10)
+    for n, g in g_ref.items():
+        if g is not None:
+            assert_close(g_tri[n], g, name=n, scale=10)
