@@ -128,6 +128,8 @@ def test_bad_mit_overrides_name_the_field():
         sm.build_model("mit_b0_segformer", 5, window_size=7)
     with pytest.raises(ValueError, match="sem_depths"):
         sm.build_model("semask_swin_t_fpn", 5, sem_depths=(1, 0, 1, 1))
+    with pytest.raises(ValueError, match=r"sem_depths = \(1, 1\) is not allowed: expected one entry per stage"):
+        sm.build_model("semask_swin_t_fpn", 5, sem_depths=(1, 1))
 
 
 def test_too_small_input_is_a_clear_error():

@@ -110,3 +110,12 @@ def test_head_lr_is_ten_times_the_backbone_lr():
     assert groups["backbone_no_decay"]["weight_decay"] == 0.0 and groups["decay"]["weight_decay"] == 0.01
     backbone_ids = {id(p) for g in ("backbone_decay", "backbone_no_decay") for p in groups[g]["params"]}
     assert all(id(p) in backbone_ids for n, p in model.named_parameters() if ".semantic_layer" in n)
+
+
+@pytest.mark.parametrize("override, key", [("model_overrides.sem_depths=[1,1]", "model_overrides.sem_depths"),
+                                           ("model_overrides.window_size=7", "window_size"),
+                                           ("model_overrides.sr_ratios=[8,4,0,1]", "model_overrides.sr_ratios")])
+def test_mit_model_overrides_are_checked_at_load(override, key):
+    from semask_models.config import ConfigError
+    with pytest.raises(ConfigError, match=key):
+        load_config("synthetic-tiny-mit", [override])
