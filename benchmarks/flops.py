@@ -6,6 +6,7 @@ FLOPs (2 per multiply-add), with the SeMask semantic layers' share.
 from __future__ import annotations
 
 import argparse
+import re
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -38,8 +39,9 @@ TIMM_SWIN = {"swin_tiny_patch4_window7_224": 224, "swin_small_patch4_window7_224
 
 
 def crop_size(name: str) -> int:
-    """The official ADE20K training crop: 512 (T/S/B), 640 (L); the same for the MaskFormer / Mask2Former models."""
-    return 640 if "_l_" in name else 512
+    """The official ADE20K training crop: 512 (T/S/B), 640 (L); the same for the MaskFormer / Mask2Former models;
+    SegFormer's: 512 (B0-B4), 640 (B5)."""
+    return 640 if "_l_" in name or "mit_b5_" in name else 512
 
 
 def count(model: torch.nn.Module, size: int) -> tuple[int, int, int]:
@@ -50,8 +52,8 @@ def count(model: torch.nn.Module, size: int) -> tuple[int, int, int]:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model.eval()(x)
     per_module = counter.get_flop_counts()
-    semantic = sum(sum(ops.values()) for name, ops in per_module.items()
-                   if name.endswith("semantic_layer") and name.count("semantic_layer") == 1)
+    semantic = sum(sum(ops.values()) for name, ops in per_module.items()  # Swin: layers.i.semantic_layer, MiT:
+                   if re.search(r"semantic_layer\d*$", name) and name.count("semantic_layer") == 1)  # semantic_layerI
     return params, counter.get_total_flops(), semantic
 
 
@@ -77,11 +79,15 @@ def run(args) -> list[dict]:
         base = by_name.get(r["model"][: -len("_sgr")]) if r["model"].endswith("_sgr") else None
         r["sgr_params_overhead"] = r["params"] - base["params"] if base else None
         r["sgr_gmacs_overhead"] = r["gmacs"] - base["gmacs"] if base else None
+        plain = by_name.get(r["model"][len("semask_"):]) if r["model"].startswith("semask_") else None
+        r["semask_gmacs_overhead"] = r["gmacs"] - plain["gmacs"] if plain else None  # vs the same model without
     print(f"{'model':<36} {'input':>6} {'params (M)':>11} {'GMACs':>9} {'GFLOPs':>9} {'semantic GMACs':>15} "
-          f"{'SGR +M params':>14} {'SGR +GMACs':>11}")
+          f"{'SeMask +GMACs':>14} {'SGR +M params':>14} {'SGR +GMACs':>11}")
     for r in rows:
-        extra = (f"{r['sgr_params_overhead'] / 1e6:>14.2f} {r['sgr_gmacs_overhead']:>11.2f}"
-                 if r["sgr_params_overhead"] is not None else "")
+        semask = r["semask_gmacs_overhead"]
+        extra = f"{semask:>14.2f}" if semask is not None else f"{'':>14}"
+        extra += (f" {r['sgr_params_overhead'] / 1e6:>14.2f} {r['sgr_gmacs_overhead']:>11.2f}"
+                  if r["sgr_params_overhead"] is not None else "")
         print(f"{r['model']:<36} {r['img_size']:>6} {r['params'] / 1e6:>11.2f} {r['gmacs']:>9.2f} "
               f"{r['gflops']:>9.2f} {r['semantic_gmacs']:>15.2f} {extra}")
     print("MACs = multiply-accumulates (what the Swin and SeMask papers call FLOPs); FLOPs = 2 × MACs. "

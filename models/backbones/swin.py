@@ -87,14 +87,14 @@ class BasicLayer(nn.Module):
 
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float, qkv_bias: bool,
                  drop_paths: Sequence[float], downsample: bool, num_classes: Optional[int],
-                 sem_window_size: Optional[int], use_checkpoint: bool, backend: str):
+                 sem_window_size: Optional[int], use_checkpoint: bool, backend: str, sem_depth: int = 1):
         super().__init__()
         self.use_checkpoint = use_checkpoint
         self.blocks = nn.ModuleList([
             SwinBlock(dim, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, mlp_ratio, qkv_bias,
                       drop_paths[i], backend)
             for i in range(depth)])
-        self.semantic_layer = (SemanticLayer(dim, num_classes, sem_window_size, backend)
+        self.semantic_layer = (SemanticLayer(dim, num_classes, sem_window_size, backend, depth=sem_depth)
                                if num_classes is not None else None)
         self.downsample = PatchMerging(dim) if downsample else None
 
@@ -119,6 +119,7 @@ class SwinBackbone(nn.Module):
         num_classes: K of the semantic layers; None builds a plain Swin backbone.
         sem_window_size: window of the windowed semantic attention (the Swin window in the official configs).
         global_stages: stages whose semantic attention is global instead of windowed.
+        sem_depths: SemanticAttention blocks per stage (N_S, official ``num_sem_blocks``; 1 in every official config).
         use_checkpoint: gradient checkpointing of every Swin block. backend: backend of the ops.
 
     ``forward(img (B, 3, H, W))`` returns ``(features, priors)``: four (B, C_i, H_i, W_i) maps after ``norm{i}``
@@ -129,10 +130,13 @@ class SwinBackbone(nn.Module):
                  num_heads: Sequence[int] = (3, 6, 12, 24), window_size: int = 7, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, drop_path_rate: float = 0.3, num_classes: Optional[int] = None,
                  sem_window_size: Optional[int] = None, global_stages: Sequence[int] = (),
-                 use_checkpoint: bool = False, backend: str = "auto"):
+                 use_checkpoint: bool = False, backend: str = "auto", sem_depths: Optional[Sequence[int]] = None):
         super().__init__()
         if len(depths) != len(num_heads):
             raise ValueError(f"depths {tuple(depths)} and num_heads {tuple(num_heads)} must have one entry per stage")
+        sem_depths = tuple(sem_depths) if sem_depths is not None else (1,) * len(depths)
+        if len(sem_depths) != len(depths):
+            raise ValueError(f"sem_depths {sem_depths} must have one entry per stage of depths {tuple(depths)}")
         self.num_stages = len(depths)
         self.num_features = [embed_dim * 2 ** i for i in range(self.num_stages)]
         self.patch_embed = PatchEmbed(embed_dim)
@@ -145,7 +149,7 @@ class SwinBackbone(nn.Module):
                 self.num_features[i], depth, num_heads[i], window_size, mlp_ratio, qkv_bias,
                 rates[start:start + depth], downsample=i < self.num_stages - 1, num_classes=num_classes,
                 sem_window_size=None if i in global_stages else sem_window, use_checkpoint=use_checkpoint,
-                backend=backend))
+                backend=backend, sem_depth=sem_depths[i]))
         for i, dim in enumerate(self.num_features):
             self.add_module(f"norm{i}", nn.LayerNorm(dim))
         self.apply(init_weights)

@@ -63,13 +63,18 @@ def load_checkpoint(model: nn.Module, source: Union[str, Path, StateDict]) -> Lo
     """Load into a ``Segmentor``: a full segmentor checkpoint (official SeMask-FPN mmseg layout, this package's, or
     an official SeMask-MaskFormer/-Mask2Former detectron2 ``.pkl``/``.pth``,
     :mod:`semask_models.checkpoints.detectron2`) or an ImageNet Swin checkpoint (also a detectron2 ``.pkl``) into
-    its backbone. Returns the report of the whole segmentor (an ImageNet
+    its backbone; into a MiT segmentor, an official SegFormer / MiT checkpoint or a Hugging Face Segformer
+    ``model.safetensors`` (:mod:`semask_models.checkpoints.mit`). Returns the report of the whole segmentor (an ImageNet
     checkpoint leaves the head and the semantic layers missing), also logged. The load is partial by design
     (``pretrained``); :meth:`LoadReport.complete` says whether it was not."""
     if not isinstance(source, dict) and Path(source).suffix == ".pkl":  # detectron2: numpy arrays only
         from .detectron2 import read_pkl
         source = read_pkl(source)
     sd = read_state_dict(source) if not isinstance(source, dict) else unwrap(source)
+    from .mit import detect_mit_format, load_mit_checkpoint
+    mit_format = detect_mit_format(sd)
+    if mit_format is not None:  # Mix Transformer / SegFormer: official or Hugging Face layout
+        return load_mit_checkpoint(model, sd, mit_format)
     if any(k.startswith("sem_seg_head.") for k in sd):  # SeMask-MaskFormer / -Mask2Former (detectron2)
         from .detectron2 import load_detectron2_checkpoint
         return load_detectron2_checkpoint(model, sd)

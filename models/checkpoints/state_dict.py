@@ -29,6 +29,7 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     resized: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # weights the official model holds but never uses
 
     @property
     def unused(self) -> list[str]:
@@ -46,7 +47,9 @@ class LoadReport:
             return f"{title} ({len(keys)}):" + "".join(f"\n  {k}" for k in keys) if keys else f"{title}: none"
         return "\n".join([f"checkpoint format: {self.source_format}", block("missing keys (kept as built)",
                           self.missing), block("unexpected keys (ignored)", self.unexpected),
-                          block("resized relative_position_bias_table", self.resized)])
+                          block("resized relative_position_bias_table", self.resized)]
+                         + ([block("ignored keys (unused by the official model too)", self.ignored)]
+                            if self.ignored else []))
 
 
 def read_state_dict(path: Union[str, Path]) -> StateDict:

@@ -28,6 +28,7 @@ RULES = {
     "drop_path_rate": real(lo=0, lt=1),
     "sem_window_size": integer(lo=1, none=True),
     "global_stages": sequence(integer(lo=0), "stage indices", none=True),
+    "sem_depths": sequence(integer(lo=1), "integers >= 1 (N_S)", min_length=1),
     "head_channels": integer(lo=1, none=True),
     "use_checkpoint": boolean(),
     "prior_weight": real(lo=0),
@@ -64,10 +65,18 @@ RULES = {
 
 
 def check_model_config(cfg, prefix: str = "", error: type = ValueError) -> None:
-    """Raise ``error`` naming ``prefix + field`` for the first field of ``cfg`` (a ModelConfig) out of range."""
+    """Raise ``error`` naming ``prefix + field`` for the first field of ``cfg`` (a ModelConfig, or a MiT
+    family's own configuration such as ``MitModelConfig``: that family's ``check``) out of range."""
+    from .families import own_config_family
+    family = own_config_family(cfg)
+    if family is not None:
+        return family.check(cfg, prefix, error)
     values = dataclasses.asdict(cfg)
     apply(values, RULES, prefix, error)
     stages = len(cfg.depths)
+    if len(cfg.sem_depths) != stages:
+        raise error(f"{prefix}sem_depths = {cfg.sem_depths!r} is not allowed: expected one entry per stage of "
+                    f"{prefix}depths = {cfg.depths!r} ({stages})")
     if len(cfg.num_heads) != stages:
         raise error(f"{prefix}num_heads = {cfg.num_heads!r} is not allowed: expected one entry per stage of "
                     f"{prefix}depths = {cfg.depths!r} ({stages})")

@@ -10,7 +10,7 @@ from typing import Optional
 from torch import nn
 
 from .checks import check_model_config
-from .families import FAMILIES, family_of_head, family_of_name
+from .families import FAMILIES, family_of_config, family_of_name, owns_config
 
 
 @dataclass
@@ -26,6 +26,7 @@ class ModelConfig:
     drop_path_rate: float = 0.3
     sem_window_size: Optional[int] = None  # None: the Swin window, as the official configs
     global_stages: Optional[tuple[int, ...]] = None  # None: the official rule
+    sem_depths: tuple[int, ...] = (1, 1, 1, 1)  # N_S, SemanticAttention blocks per stage (official: 1 everywhere)
     head_channels: Optional[int] = None  # None: 256 (FPN, MaskFormer, Mask2Former conv_dim) / 512 (UperNet)
     use_checkpoint: bool = False
     prior_weight: float = 0.4
@@ -63,9 +64,11 @@ class ModelConfig:
 
 
 def model_names(sgr: bool = False) -> list[str]:
-    """The zoo's names; with ``sgr=True`` also the ``..._sgr`` variants (SGR after the last stage)."""
+    """The zoo's names; with ``sgr=True`` also the ``..._sgr`` variants (SGR after the last stage) of the
+    ``ModelConfig`` families (Swin)."""
     names = [name for family in FAMILIES for name in family.names()]
-    return names + [f"{n}_sgr" for n in names] if sgr else names
+    with_sgr = [f"{n}_sgr" for family in FAMILIES if not owns_config(family) for n in family.names()]
+    return names + with_sgr if sgr else names
 
 
 def config_for(name: str, num_classes: int = 150, **overrides) -> ModelConfig:
@@ -82,7 +85,10 @@ def unchecked_config(name: str, num_classes: int = 150, **overrides) -> ModelCon
         raise ValueError(f"unknown model {name!r}; available: {model_names()} (each also with '_sgr')")
     with_sgr = name.endswith("_sgr")
     base = name[: -len("_sgr")] if with_sgr else name
-    cfg = ModelConfig(**family_of_name(base).fields(base), num_classes=num_classes, sgr=with_sgr)
+    family = family_of_name(base)
+    if owns_config(family):  # e.g. the MiT family's MitModelConfig
+        return family.config(base, num_classes, **overrides)
+    cfg = ModelConfig(**family.fields(base), num_classes=num_classes, sgr=with_sgr)
     known = {f.name for f in dataclasses.fields(ModelConfig)} - {"extra"}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -91,17 +97,19 @@ def unchecked_config(name: str, num_classes: int = 150, **overrides) -> ModelCon
 
 
 def build_from_config(cfg: ModelConfig) -> nn.Module:
-    """The segmentor of ``cfg``, checked first, built by the family of ``cfg.head``."""
+    """The segmentor of ``cfg``, checked first, built by the family of ``cfg.head`` (or of ``cfg``'s type)."""
     check_model_config(cfg)
-    return family_of_head(cfg.head).build(cfg)
+    return family_of_config(cfg).build(cfg)
 
 
 def build_model(name: str, num_classes: int = 150, **overrides) -> nn.Module:
     """Build a zoo model: ``semask_swin_{t,s,b,l}_fpn``, ``swin_{t,s,b,l}_fpn``, ``semask_swin_{t,s,b,l}_upernet``,
     ``swin_{t,s,b,l}_upernet``, and the mask-classification ``[semask_]swin_{t,s,b,l}_{maskformer, mask2former,
     mask2former_fapn, mask2former_msfapn}`` (:mod:`semask_models.zoo.swin_mask`; a ``MaskSegmentor``), each also with an
-    ``_sgr`` suffix (or ``sgr=True``). ``overrides`` are ModelConfig fields (e.g. ``drop_path_rate=0.0``,
-    ``backend="triton"``, ``global_stages=()``). Build on the meta device with ``with torch.device("meta"):``.
+    ``_sgr`` suffix (or ``sgr=True``), and the Mix Transformer family ``[semask_]mit_b{0..5}_{segformer,fpn}``
+    (:mod:`semask_models.zoo.mit`; its overrides are ``MitModelConfig`` fields). ``overrides`` are ModelConfig
+    fields (e.g. ``drop_path_rate=0.0``, ``backend="triton"``, ``global_stages=()``). Build on the meta device
+    with ``with torch.device("meta"):``.
 
     Example:
         >>> import semask_models

@@ -57,7 +57,7 @@ def backbone(cfg, global_stages: tuple[int, ...]) -> SwinBackbone:
         mlp_ratio=cfg.mlp_ratio, drop_path_rate=cfg.drop_path_rate,
         num_classes=cfg.num_classes if cfg.semantic else None, sem_window_size=cfg.sem_window_size,
         global_stages=global_stages if cfg.global_stages is None else cfg.global_stages,
-        use_checkpoint=cfg.use_checkpoint, backend=cfg.backend)
+        use_checkpoint=cfg.use_checkpoint, backend=cfg.backend, sem_depths=cfg.sem_depths)
 
 
 def sgr(cfg, backbone: SwinBackbone) -> SGR | None:

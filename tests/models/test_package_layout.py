@@ -45,14 +45,19 @@ def test_an_unknown_old_name_is_still_an_import_error():
 
 
 def test_every_name_belongs_to_one_family_and_every_head_too():
-    heads = [h for family in families.FAMILIES for h in family.HEADS]
-    assert len(heads) == len(set(heads))
+    # every ModelConfig.head to one family; a family with its own config dataclass (MiT) is found by its type
+    heads = [h for family in families.FAMILIES if not families.owns_config(family) for h in family.HEADS]
+    assert len(heads) == len(set(heads)) and tuple(heads) == families.heads()
     names = [n for family in families.FAMILIES for n in family.names()]
     assert len(names) == len(set(names)) and names == registry.model_names()
     for name in names:
         family = families.family_of_name(name)
+        cfg = registry.config_for(name)
         assert family.fields(name)["head"] in family.HEADS
-        assert families.family_of_head(registry.config_for(name).head) is family
+        assert families.family_of_config(cfg) is family
+        assert isinstance(cfg, family.CONFIG if families.owns_config(family) else registry.ModelConfig)
+        if not families.owns_config(family):
+            assert families.family_of_head(cfg.head) is family
 
 
 def test_build_calls_the_family_of_the_name_once(monkeypatch):
@@ -61,7 +66,9 @@ def test_build_calls_the_family_of_the_name_once(monkeypatch):
         monkeypatch.setattr(family, "build", lambda cfg, family=family: calls.append((family.__name__, cfg.head)))
     registry.build_model("semask_swin_t_upernet", num_classes=5)
     registry.build_model("swin_t_mask2former_sgr", num_classes=5)
-    assert calls == [("semask_models.zoo.swin", "upernet"), ("semask_models.zoo.swin_mask", "mask2former")]
+    registry.build_model("mit_b0_fpn", num_classes=5)
+    assert calls == [("semask_models.zoo.swin", "upernet"), ("semask_models.zoo.swin_mask", "mask2former"),
+                     ("semask_models.zoo.mit", "fpn")]
     with pytest.raises(ValueError, match="head must be one of"):
         families.family_of_head("segformer")
 
