@@ -82,6 +82,13 @@ def sequence(item: Rule, item_text: str, *, length: Optional[int] = None, min_le
     return _or_none(ok, allowed, none)
 
 
+def backend_name(value):
+    """Rule for a ``backend`` field: one of the op backends (``semask_kernels._env.BACKEND_NAMES``)."""
+    from semask_kernels._env import BACKEND_NAMES
+    ok = isinstance(value, str) and value.lower() in BACKEND_NAMES
+    return None if ok else f"one of {list(BACKEND_NAMES)}"
+
+
 def pair_of_positive_ints(*, none: bool = False) -> Rule:
     return sequence(integer(lo=1), "integers >= 1", length=2, none=none)
 

@@ -5,15 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from semask_kernels._env import BACKEND_NAMES
-
-from ..validation import INT64, apply, boolean, integer, one_of, real, sequence
+from ..validation import INT64, apply, backend_name, boolean, integer, one_of, real, sequence
 from .families import family_of_head, heads
-
-
-def _backend(value):
-    ok = isinstance(value, str) and value.lower() in BACKEND_NAMES
-    return None if ok else f"one of {list(BACKEND_NAMES)}"
 
 
 RULES = {
@@ -36,7 +29,7 @@ RULES = {
     "avg_non_ignore": boolean(),
     "ignore_index": integer(*INT64),
     "align_corners": boolean(),
-    "backend": _backend,
+    "backend": backend_name,
     "sgr": boolean(),
     "sgr_tokens": integer(lo=1),
     "sgr_dim": integer(lo=8),

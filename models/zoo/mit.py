@@ -22,7 +22,7 @@ from ..backbones.mit import MiTBackbone
 from ..heads.fpn import FPNHead
 from ..heads.segformer_head import SegFormerHead
 from ..segmentors.segmentor import Segmentor
-from ..validation import INT64, apply, boolean, integer, one_of, real, sequence
+from ..validation import INT64, apply, backend_name, boolean, integer, one_of, real, sequence
 
 MIT_DEPTHS = {0: (2, 2, 2, 2), 1: (2, 2, 2, 2), 2: (3, 4, 6, 3), 3: (3, 4, 18, 3), 4: (3, 8, 27, 3), 5: (3, 6, 40, 3)}
 MIT_VARIANTS = {
@@ -94,8 +94,7 @@ RULES = {
 
 def check(cfg: MitModelConfig, prefix: str = "", error: type = ValueError) -> None:
     """Raise ``error`` naming ``prefix + field`` for the first field of ``cfg`` out of range or inconsistent."""
-    from .checks import RULES as SHARED
-    apply(dataclasses.asdict(cfg), {**RULES, "backend": SHARED["backend"]}, prefix, error)
+    apply(dataclasses.asdict(cfg), {**RULES, "backend": backend_name}, prefix, error)
     stages = len(cfg.depths)
     for name in ("embed_dims", "num_heads", "sr_ratios", "sem_depths"):
         if len(getattr(cfg, name)) != stages:
