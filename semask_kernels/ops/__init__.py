@@ -6,6 +6,7 @@ Importing this package registers every op. Adding an op adds one import line her
 import pkgutil as _pkgutil
 
 from .linear_gelu import linear_gelu
+from .linear_residual import linear_residual
 from .ms_deform_attn import ms_deform_attn
 from .prior_map_decode import prior_map_decode
 from .semantic_attention import semantic_attention
