@@ -17,6 +17,7 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 import semask_kernels as sk
+from semask_kernels.nn.mlp_residual import mlp_branch_runs_ops, mlp_residual
 
 from .semantic_layer import SemanticLayer
 
@@ -47,6 +48,8 @@ class SwinBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))
+        if mlp_branch_runs_ops(x, self.mlp, self.drop_path, self.training):  # fc1+GELU, fc2+drop path+residual
+            return mlp_residual(x, self.norm2, self.mlp, self.drop_path, self.training, self.attn.backend)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
