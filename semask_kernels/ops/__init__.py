@@ -5,6 +5,7 @@ Importing this package registers every op. Adding an op adds one import line her
 """
 import pkgutil as _pkgutil
 
+from .add_layer_norm import add_layer_norm
 from .linear_gelu import linear_gelu
 from .linear_residual import linear_residual
 from .ms_deform_attn import ms_deform_attn
