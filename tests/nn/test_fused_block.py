@@ -1,4 +1,5 @@
-"""The MLP branch of the patched timm block and of this package's Swin block runs linear_gelu + linear_residual:
+"""After the attention, the patched timm block and this package's Swin block run add_layer_norm, linear_gelu and
+linear_residual:
 the same bits as stock timm on the torch path (eval, and training with drop path under the same seed), the
 Triton backend within tolerance, stock code where the ops cannot keep the math (autocast, other MLPs)."""
 import copy
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 import semask_kernels as sk
-from semask_kernels.nn import mlp_residual as mr
+from semask_kernels.nn import block_fusion as mr
 from tests.utils import assert_close
 
 
@@ -22,7 +23,7 @@ def _stock(drop_path_rate=0.0):
 
 def _count_op_calls(monkeypatch):
     calls = []
-    for name in ("linear_gelu", "linear_residual"):
+    for name in ("add_layer_norm", "linear_gelu", "linear_residual"):
         fn = getattr(mr, name)
         monkeypatch.setattr(mr, name, lambda *a, _fn=fn, _name=name, **k: calls.append(_name) or _fn(*a, **k))
     return calls
@@ -35,7 +36,7 @@ def test_patched_model_runs_the_ops_and_gives_stock_bits(monkeypatch):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(patched(x), stock(x))
-    assert calls == ["linear_gelu", "linear_residual"] * 2  # two blocks
+    assert calls == ["add_layer_norm", "linear_gelu", "linear_residual"] * 2  # two blocks
     assert patched.state_dict().keys() == stock.state_dict().keys()
 
 
@@ -62,7 +63,7 @@ def test_triton_backend_matches_stock():
         assert_close(patched(x), stock(x))
 
 
-def test_autocast_and_other_mlps_keep_the_stock_code(monkeypatch):
+def test_autocast_and_other_mlps_and_norms_keep_the_stock_code():
     block = sk.patch_timm_swin(_stock()).layers[0].blocks[0]
     x = torch.randn(2, 64, 16)
     assert mr.mlp_branch_runs_ops(x, block.mlp, block.drop_path2, False)
@@ -76,6 +77,9 @@ def test_autocast_and_other_mlps_keep_the_stock_code(monkeypatch):
     assert not mr.mlp_branch_runs_ops(x, dropping, block.drop_path2, True)
     assert mr.mlp_branch_runs_ops(x, dropping, block.drop_path2, False)  # dropout is the identity in eval
     assert not mr.mlp_branch_runs_ops(x.double(), block.mlp, block.drop_path2, False)
+    assert mr.norm_runs_op(x, block.norm2)
+    assert not mr.norm_runs_op(x, nn.LayerNorm(16, elementwise_affine=False))
+    assert not mr.norm_runs_op(x, nn.RMSNorm(16))
 
 
 def test_package_swin_block_runs_the_ops(monkeypatch):
@@ -88,4 +92,4 @@ def test_package_swin_block_runs_the_ops(monkeypatch):
         expected = y + block.mlp(block.norm2(y))
         calls = _count_op_calls(monkeypatch)
         assert torch.equal(block(x), expected)
-    assert calls == ["linear_gelu", "linear_residual"]
+    assert calls == ["add_layer_norm", "linear_gelu", "linear_residual"]

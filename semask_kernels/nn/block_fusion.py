@@ -1,5 +1,6 @@
-"""The MLP half of a Swin block on the fused ops: ``x + drop_path(fc2(gelu(fc1(norm(x)))))`` as ``linear_gelu``
-then ``linear_residual`` (drop path as its per-sample scale, the residual added in fc2's epilogue).
+"""A Swin block's residual stream after the attention on the fused ops: ``s = x + attn_branch``,
+``s + drop_path(fc2(gelu(fc1(norm2(s)))))`` as ``add_layer_norm`` (the add and norm2 in one pass), ``linear_gelu``
+(fc1 + GELU) and ``linear_residual`` (fc2 + drop path as its per-sample scale + the residual, in fc2's epilogue).
 
 Used by timm's patched block (``integrations/_timm_block.py``) and this package's Swin/SeMask backbone. Each op's
 ``auto`` picks its backend: on a CPU, or where no verified fused backend runs, the torch path, which makes the
@@ -15,6 +16,7 @@ import torch
 import torch.fx
 from torch import Tensor, nn
 
+from ..ops.add_layer_norm import add_layer_norm
 from ..ops.linear_gelu import linear_gelu
 from ..ops.linear_residual import linear_residual
 
@@ -62,3 +64,19 @@ def mlp_residual(x: Tensor, norm: nn.Module, mlp: nn.Module, drop_path: nn.Modul
     h = linear_gelu(norm(x), mlp.fc1.weight, mlp.fc1.bias, backend=backend)
     return linear_residual(h, mlp.fc2.weight, mlp.fc2.bias, residual=x,
                            scale=drop_path_scale(x, drop_path, training), backend=backend)
+
+
+def norm_runs_op(x: Tensor, norm: nn.Module) -> bool:
+    """Whether ``norm`` is a LayerNorm over x's channels that ``add_layer_norm`` computes (affine, x's dtype)."""
+    return type(norm) is nn.LayerNorm and norm.elementwise_affine and tuple(norm.normalized_shape) == (x.shape[-1],) \
+        and norm.weight.dtype == x.dtype
+
+
+def add_norm_mlp_residual(x: Tensor, branch: Tensor, norm: nn.Module, mlp: nn.Module, drop_path: nn.Module,
+                          training: bool, backend: str = "auto") -> Tensor:
+    """``s = x + branch`` then ``s + drop_path(mlp(norm(s)))`` on the three ops; x, branch (B, ..., C). Call where
+    ``mlp_branch_runs_ops`` and ``norm_runs_op`` hold."""
+    s, y = add_layer_norm(branch, x, norm.weight, norm.bias, eps=norm.eps, backend=backend)
+    h = linear_gelu(y, mlp.fc1.weight, mlp.fc1.bias, backend=backend)
+    return linear_residual(h, mlp.fc2.weight, mlp.fc2.bias, residual=s,
+                           scale=drop_path_scale(s, drop_path, training), backend=backend)
