@@ -19,7 +19,9 @@ Phases, in order: environment -> extension build (background) -> the Triton ``gp
 window attention (what ``patch_timm_swin`` runs, patched-vs-stock timm included) -> the CUDA shifted-window tests
 -> the headline (stock timm Swin-T 224 vs patched with each fused backend and auto, bf16, batch 128, inference
 and a train step, eager) -> the shifted-window kernel table (Swin-T's four stages, fwd and fwd+bwd) -> stock+compile
-vs patched+compile (inference) -> every other ``gpu`` test -> the summary. Without a GPU every GPU phase is
+vs patched+compile (inference) -> the block around the attention (``phase_block``: its ops' gpu tests and
+kernels, stock / stock+SDPA / patched in bf16 and autocast bf16, eager and compiled) -> every other ``gpu`` test
+-> the summary. Without a GPU every GPU phase is
 skipped with its reason and the files are still written (a dry run).
 """
 from __future__ import annotations
@@ -48,7 +50,7 @@ TEST_FILE = re.compile(r"tests/ops/test_(?P<op>\w+?)_(?P<backend>triton|cuda)\.p
 CONFORMANCE = "tests/ops/test_conformance.py"  # its test ids start with the op and the backend
 PARAM_ID = re.compile(r"\[(?P<op>[a-z0-9_]+)-(?P<backend>reference|torch|triton|cuda)(?:-[^\]]*)?\]")
 RESERVE_S = 8  # kept back for the summary
-PHASES = ("build", "tests-triton", "tests-cuda", "headline", "kernels", "compile", "tests-rest")
+PHASES = ("build", "tests-triton", "tests-cuda", "headline", "kernels", "compile", "block", "tests-rest")
 
 
 class Session:
@@ -291,6 +293,39 @@ def _headline(s: Session) -> None:
     s.summary["headline"] = ratios
 
 
+BLOCK_TESTS = ["tests/ops/test_linear_gelu_triton.py", "tests/ops/test_linear_residual_triton.py",
+               "tests/ops/test_add_layer_norm_triton.py", "tests/test_cuda_graphs.py"]
+BLOCK_OPS = ["linear_gelu", "linear_residual", "add_layer_norm"]
+
+
+def phase_block(s: Session, cap: float) -> None:
+    """The Swin block around the attention op (fc1 + GELU, proj/fc2 + residual, add + LayerNorm; the CUDA-graph
+    helper): the new ops' gpu tests, their kernel table, then Swin-T 224 batch 128 rows of stock timm, stock timm
+    with SDPA (``fused_attn``) and patched (auto; triton: every op fused, verified or not), in bf16 and autocast
+    bf16, eager (inference and train step) and compiled (default and max-autotune-no-cudagraphs), in order of
+    value, each step capped by what is left of ``cap``."""
+    end = time.monotonic() + cap
+
+    def left() -> float:
+        return end - time.monotonic()
+
+    phase_tests(s, "block-tests", BLOCK_TESTS, cap=min(90.0, left()))
+    phase_bench(s, "block-kernels", ["ops", "--ops", *BLOCK_OPS, "--models", "swin_t_224", "--dtypes", "bf16",
+                                     "--warmup", "3", "--repeats", "10"], cap=min(45.0, left()))
+    swin = ["compare-swin", "--variants", "T", "--img-size", "224", "--batch", "128", "--stock-sdpa",
+            "--backends", "auto", "triton", "--no-ours", "--warmup", "2", "--repeats", "10"]
+    steps = [  # (name, extra arguments), most valuable first
+        ("block-bf16-eager", ["--dtype", "bf16", "--modes", "inference", "train", "--no-compile"]),
+        ("block-bf16-compile", ["--dtype", "bf16", "--modes", "inference", "train", "--compile-only"]),
+        ("block-amp-eager", ["--dtype", "amp-bf16", "--modes", "inference", "train", "--no-compile"]),
+        ("block-bf16-autotune", ["--dtype", "bf16", "--modes", "inference", "--compile-only",
+                                 "--compile-mode", "max-autotune-no-cudagraphs"]),
+        ("block-amp-compile", ["--dtype", "amp-bf16", "--modes", "inference", "train", "--compile-only"]),
+    ]
+    for name, extra in steps:
+        phase_bench(s, name, swin + extra, cap=max(0.0, left()))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=float(os.environ.get("GPU_CHECK_BUDGET", 540)),
@@ -332,8 +367,10 @@ def main(argv=None) -> int:
         phase_bench(s, "compile", ["compare-swin", "--variants", "T", "--img-size", "224", "--batch", "128",
                                    "--dtype", "bf16", "--modes", "inference", "--backends", *backends[:-1],
                                    "--no-ours", "--compile-only", "--warmup", "2", "--repeats", "10"], cap=130)
+    if wanted("block"):
+        phase_block(s, cap=240)
     if wanted("tests-rest"):
-        done = [f for files in FIRST_TESTS.values() for f in files]
+        done = [f for files in FIRST_TESTS.values() for f in files] + (BLOCK_TESTS if "block" not in skip else [])
         phase_tests(s, "tests-rest", ["tests"], cap=s.left(), extra=[f"--ignore={f}" for f in done])
     s.summary["finished"] = _now()
     s.record("summary", "ok", 0.0)

@@ -33,7 +33,8 @@ def test_dry_run_skips_every_gpu_phase_and_writes_the_files(tmp_path):
     assert summary["git_sha"] == "0123abc" and summary["gpu"] is False and summary["finished"]
     phases = {p["phase"]: p["status"] for p in summary["phases"]}
     assert list(phases) == ["env", "build", "tests-triton", "tests-cuda", "headline", "kernels", "compile",
-                            "tests-rest", "summary"]
+                            "block-tests", "block-kernels", "block-bf16-eager", "block-bf16-compile",
+                            "block-amp-eager", "block-bf16-autotune", "block-amp-compile", "tests-rest", "summary"]
     assert all(status == "skipped" for name, status in phases.items() if name not in ("env", "summary"))
     assert "torch: " in (tmp_path / "env.txt").read_text()
     assert "no CUDA GPU" in (tmp_path / "tests.log").read_text()
