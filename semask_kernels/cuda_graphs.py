@@ -5,12 +5,12 @@ The capture needs a forward without host syncs (no ``.item()``, ``.cpu()``, ``no
 the patched Swin forward has none (``tests/test_cuda_graphs.py`` checks it on the CPU with a dispatch mode that
 records every syncing op). ``torch.compile(model, mode="reduce-overhead")`` does the same capture automatically;
 this helper is the explicit form, for eager models, TorchScript modules and serving code that manages its own
-buffers.
+buffers. On a GPU::
 
-    >>> import timm, torch, semask_kernels as sk                                  # doctest: +SKIP
-    >>> model = sk.patch_timm_swin(timm.create_model("swin_tiny_patch4_window7_224")).cuda().eval().half()
-    >>> run = sk.cuda_graph_inference(model, torch.randn(64, 3, 224, 224, device="cuda", dtype=torch.half))
-    >>> logits = run(images)            # images: (64, 3, 224, 224) float16 on the same GPU; one graph replay
+    import timm, torch, semask_kernels as sk
+    model = sk.patch_timm_swin(timm.create_model("swin_tiny_patch4_window7_224")).cuda().eval().half()
+    run = sk.cuda_graph_inference(model, torch.randn(64, 3, 224, 224, device="cuda", dtype=torch.half))
+    logits = run(images)  # images: (64, 3, 224, 224) float16 on the same GPU; one graph replay
 """
 from __future__ import annotations
 
