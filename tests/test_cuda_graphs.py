@@ -1,7 +1,6 @@
 """CUDA-graph readiness of the patched Swin: no host syncs in its forward (checked on the CPU with a dispatch
 mode that records every op that would sync a GPU stream), and ``sk.cuda_graph_inference``'s argument checks;
 the capture itself on a GPU."""
-import copy
 
 import pytest
 import timm

@@ -4,7 +4,6 @@ the same bits as stock timm on the torch path (eval, and training with drop path
 Triton backend within tolerance, stock code where the ops cannot keep the math (autocast, other MLPs)."""
 import copy
 
-import pytest
 import timm
 import torch
 from torch import nn
