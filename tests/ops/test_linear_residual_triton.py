@@ -11,11 +11,18 @@ from tests.ops.conformance import check
 SWIN_T_STAGES = [(56 * 56, 96), (28 * 28, 192), (14 * 14, 384), (7 * 7, 768)]  # (tokens an image, C)
 
 
-def test_declines_float64_and_a_residual_elsewhere_with_reasons():
+def test_declines_float64_and_other_devices_with_reasons():
     x, w = torch.randn(2, 4, 8, dtype=torch.float64), torch.randn(6, 8, dtype=torch.float64)
     r = torch.randn(2, 4, 6, dtype=torch.float64)
     assert "float64" in triton.supports(x, w, None, r, None)
-    assert "residual is on meta" in triton.supports(x.float(), w.float(), None, r.float().to("meta"), None)
+    assert "x is on meta" in triton.supports(x.float().to("meta"), w.float().to("meta"), None,
+                                             r.float().to("meta"), None)
+
+
+def test_tensors_on_other_devices_than_x_are_refused_before_any_backend():
+    x, w, r = torch.randn(2, 4, 8), torch.randn(6, 8), torch.randn(2, 4, 6, device="meta")
+    with pytest.raises(ValueError, match="residual must be on the same device as x"):
+        sk.linear_residual(x, w, residual=r, backend="triton")
 
 
 def test_each_row_takes_its_own_samples_scale():
