@@ -22,7 +22,9 @@ shifted-window and window attention, every variant's test file included -> the C
 kernel table of every backend the registry lists for shifted_window_attention (``benchmarks kernels``) -> the
 headline (stock timm Swin-T 224 and stock with SDPA vs patched with each fused backend and auto, bf16, batch 128,
 inference and a train step, eager) -> the per-component profile of one inference and one train step
-(``benchmarks profile``) -> stock+compile vs patched+compile (inference) -> every other ``gpu`` test -> the
+(``benchmarks profile``) -> stock+compile vs patched+compile (inference) -> the block around the attention
+(``phase_block``: its ops' gpu tests and kernels, stock / stock+SDPA / patched in bf16 and autocast bf16, eager and
+compiled) -> every other ``gpu`` test -> the
 summary. Without a GPU every GPU phase is skipped with its reason and the files are still written (a dry run).
 Fifteen minutes of device time: ``--budget 540`` (give the call 590 s), then, on the same warm machine,
 ``--skip`` the phases done (the build stays in place: ``--skip build``).
@@ -312,6 +314,46 @@ def _headline(s: Session) -> None:
     s.summary["headline"] = ratios
 
 
+BLOCK_TESTS = ["tests/ops/test_linear_gelu_triton.py", "tests/ops/test_linear_residual_triton.py",
+               "tests/ops/test_add_layer_norm_triton.py", "tests/test_cuda_graphs.py"]
+BLOCK_OPS = ["linear_gelu", "linear_residual", "add_layer_norm"]
+
+
+def phase_block(s: Session, cap: float) -> None:
+    """The Swin block around the attention op (fc1 + GELU, proj/fc2 + residual, add + LayerNorm; the CUDA-graph
+    helper): the new ops' gpu tests, their kernel table, then Swin-T 224 batch 128 rows of stock timm, stock timm
+    with SDPA (``fused_attn``) and patched (auto; triton: every op fused, verified or not), in bf16 and autocast
+    bf16, eager (inference and train step) and compiled (default and max-autotune-no-cudagraphs), in order of
+    value, each step capped by what is left of ``cap``."""
+    end = time.monotonic() + cap
+
+    def left() -> float:
+        return end - time.monotonic()
+
+    phase_tests(s, "block-tests", BLOCK_TESTS, cap=min(90.0, left()))
+    phase_bench(s, "block-kernels", ["ops", "--ops", *BLOCK_OPS, "--models", "swin_t_224", "--dtypes", "bf16",
+                                     "--warmup", "3", "--repeats", "10"], cap=min(45.0, left()))
+    swin = ["compare-swin", "--variants", "T", "--img-size", "224", "--batch", "128", "--stock-sdpa",
+            "--backends", "auto", "triton", "--no-ours", "--warmup", "2", "--repeats", "10"]
+    steps = [  # (name, extra arguments), most valuable first
+        ("block-bf16-eager", ["--dtype", "bf16", "--modes", "inference", "train", "--no-compile"]),
+        ("block-bf16-compile", ["--dtype", "bf16", "--modes", "inference", "train", "--compile-only"]),
+        ("block-amp-eager", ["--dtype", "amp-bf16", "--modes", "inference", "train", "--no-compile"]),
+        ("block-bf16-autotune", ["--dtype", "bf16", "--modes", "inference", "--compile-only",
+                                 "--compile-mode", "max-autotune-no-cudagraphs"]),
+        ("block-amp-compile", ["--dtype", "amp-bf16", "--modes", "inference", "train", "--compile-only"]),
+    ]
+    for name, extra in steps:
+        phase_bench(s, name, swin + extra, cap=max(0.0, left()))
+
+
+def _tests_done(s: Session) -> list[str]:
+    """Test files an earlier phase of this call ran (tests-rest leaves them out)."""
+    ran = {p["phase"] for p in s.phases if p["status"] != "skipped"}
+    done = [f for b in ("triton", "cuda") for f in attention_test_files(b)]
+    return done + (BLOCK_TESTS if "block-tests" in ran else [])
+
+
 def attention_test_files(backend: str) -> list[str]:
     """The test files of the attention ops for ``backend``, every variant's own file included
     (``tests/ops/test_<op>_<backend>[_<variant>].py``), as they are in the tree."""
@@ -361,8 +403,9 @@ def phases() -> list[Phase]:
         Phase("compile", lambda s: phase_bench(s, "compile", [
             "compare-swin", *SWIN_T, "--modes", "inference", "--backends", *_fused(s)[:-1], "--no-ours",
             "--no-stock-sdpa", "--compile-only", "--warmup", "2", "--repeats", "10"], cap=130), needs_build=True),
+        Phase("block", lambda s: phase_block(s, cap=240), needs_build=True),
         Phase("tests-rest", lambda s: phase_tests(s, "tests-rest", ["tests"], cap=s.left(), extra=[
-            f"--ignore={f}" for b in ("triton", "cuda") for f in attention_test_files(b)]), needs_build=True),
+            f"--ignore={f}" for f in _tests_done(s)]), needs_build=True),
     ]
 
 

@@ -50,13 +50,22 @@ def _infer(model, x):
     return run
 
 
-def _step(model, x, mode: str):
-    """What one timed call of ``model`` does in ``mode``: an inference forward, or a train step with its own SGD."""
+def _step(model, x, mode: str, amp: bool = False):
+    """What one timed call of ``model`` does in ``mode``: an inference forward, or a train step with its own SGD;
+    with ``amp`` under ``torch.autocast`` in bfloat16 (float32 weights and input, as mixed-precision users run)."""
     if mode == "inference":
         model.eval()
-        return _infer(model, x)
-    model.train()
-    return _train_step(model, x, torch.optim.SGD(model.parameters(), lr=1e-6))
+        fn = _infer(model, x)
+    else:
+        model.train()
+        fn = _train_step(model, x, torch.optim.SGD(model.parameters(), lr=1e-6))
+    if not amp:
+        return fn
+
+    def autocast():
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            fn()
+    return autocast
 
 
 def stock_sdpa(stock):
@@ -107,7 +116,8 @@ def _models(stock, args, device, dtype):
             loader_log.setLevel(level)
         models["ours"] = ours.to(device=device, dtype=dtype)
     if args.compile:
-        compiled = {f"{name}+compile": torch.compile(model) for name, model in models.items()}
+        mode = None if args.compile_mode == "default" else args.compile_mode
+        compiled = {f"{name}+compile": torch.compile(model, mode=mode) for name, model in models.items()}
         # stock+compile right after stock: every row's ratios are known when it is written
         eager = {} if args.compile_only else models
         models = {**dict(list(eager.items())[:1]), **dict(list(compiled.items())[:1]),
@@ -134,7 +144,9 @@ def run(args) -> list[dict]:
     import timm
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    amp = args.dtype == "amp-bf16"  # float32 weights and input, the step under autocast bfloat16
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+             "amp-bf16": torch.float32}[args.dtype]
     meta = run_metadata(device)
     rows = []
     print(f"device: {meta['device']} | torch {meta['torch']} | triton {meta['triton']} | timm {meta['timm']}")
@@ -161,7 +173,7 @@ def run(args) -> list[dict]:
             for batch in args.batch:
                 x = torch.randn(batch, 3, img_size, img_size, device=device, dtype=dtype)
                 for mode in args.modes:
-                    fns = {label: _step(model, x, mode) for label, model in models.items()}
+                    fns = {label: _step(model, x, mode, amp) for label, model in models.items()}
                     contest = time_contenders(fns, device, warmup=args.warmup, repeats=args.repeats,
                                               interleave=args.interleave)
                     for label, e in contest.failures.items():
@@ -173,6 +185,7 @@ def run(args) -> list[dict]:
                         row = {**meta, "bench": "compare-swin", "model": model_name, "variant": label,
                                "backend": _backend_of(label, args, device, dtype), "mode": mode,
                                "dtype": args.dtype, "batch": batch, "img_size": img_size,
+                               "compile_mode": args.compile_mode if label.endswith("+compile") else None,
                                "median_ms": t.median_ms, "p10_ms": t.p10_ms, "p90_ms": t.p90_ms,
                                "repeats": t.repeats, "interleaved": contest.interleaved,
                                "img_per_s": batch / t.median_ms * 1e3, "peak_mem_mb": t.peak_mem_mb,
@@ -234,8 +247,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="input sizes (default 224 and the 512 segmentation crop on a GPU, 224 on a CPU)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="also time torch.compile'd models (default: on a GPU without --quick)")
-    parser.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"],
-                        help="default bf16 on a GPU, fp32 on a CPU")
+    parser.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16", "amp-bf16"],
+                        help="default bf16 on a GPU, fp32 on a CPU; amp-bf16: float32 models under autocast bf16")
+    parser.add_argument("--compile-mode", default="default",
+                        choices=["default", "max-autotune-no-cudagraphs", "reduce-overhead"],
+                        help="torch.compile mode of the compiled contenders (default: torch's default)")
     parser.add_argument("--backend", default="auto", help="backend of the patched model's ops")
     parser.add_argument("--backends", nargs="+", default=None,
                         help="one patched copy per backend, labelled patched[<backend>] (default: --backend)")

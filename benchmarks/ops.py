@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import semask_kernels as sk
-from semask_kernels.ops._spec import Call, OpSpec, Size, spec, specs
+from semask_kernels.ops._spec import Call, OpSpec, Size, outputs, spec, specs
 
 from .attention_baselines import BASELINES
 from .harness import append_rows, at_least, run_metadata, time_fn
@@ -189,13 +189,12 @@ def _measure(case: Case, name: str, fn, mode: str, device, warmup: int, repeats:
             with torch.no_grad():
                 fn(**inputs)
     else:
-        grad = fn(**inputs).detach()
-        grad = torch.randn_like(grad) if grad.dim() else torch.ones_like(grad)
+        grads = [torch.randn_like(o) if o.dim() else torch.ones_like(o) for o in outputs(fn(**inputs))]
 
         def run():
             for t in leaves:
                 t.grad = None
-            fn(**inputs).backward(grad)
+            torch.autograd.backward(outputs(fn(**inputs)), grads)
     return time_fn(run, device, warmup=warmup, repeats=repeats)
 
 

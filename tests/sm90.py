@@ -176,11 +176,10 @@ def _run_backend(call: Call) -> None:
     out = mod.forward(*args)
     if not call.backward:
         return
-    grad = torch.empty_like(out)
     if call.op == "prior_map_decode":
-        mod.backward(grad, [tuple(m.shape[-2:]) for m in args[0]], args[1])
-    else:
-        mod.backward(grad, *args)
+        mod.backward(torch.empty_like(out), [tuple(m.shape[-2:]) for m in args[0]], args[1])
+    else:  # one gradient per output (add_layer_norm has two)
+        mod.backward(*(torch.empty_like(o) for o in (out if isinstance(out, tuple) else (out,))), *args)
 
 
 def _parametrized(test: Callable) -> Iterator[dict]:
@@ -304,6 +303,28 @@ def _src_ms_deform_attn_tests(calls: list) -> None:
                           (value, spatial, start, loc, weights, False, "zeros"), True))
 
 
+def _src_block_ops_tests(calls: list) -> None:
+    """The gpu tests of the Swin block's ops (fc1 + GELU, proj/fc2 + residual, add + LayerNorm): Swin-T's stages
+    at batch 8 in every dtype, forward and backward."""
+    from tests.ops import test_add_layer_norm_triton as ln
+    from tests.ops import test_linear_gelu_triton as gelu
+    from tests.ops import test_linear_residual_triton as res
+    made = []
+    for p in _parametrized(gelu.test_gpu_swin_t_fc1):
+        made.append(("test_linear_gelu_triton::test_gpu_swin_t_fc1", gelu.SPEC, p["dtype"],
+                     gelu.inputs((p["tokens"],), p["c"], 4 * p["c"], device=META)))
+    for p in _parametrized(res.test_gpu_swin_t):
+        k = p["c"] if p["which"] == "proj" else 4 * p["c"]
+        made.append(("test_linear_residual_triton::test_gpu_swin_t", res.SPEC, p["dtype"],
+                     res.inputs((8, p["tokens"]), k, p["c"], scale=True, device=META)))
+    for p in _parametrized(ln.test_gpu_swin_t_norm2):
+        made.append(("test_add_layer_norm_triton::test_gpu_swin_t_norm2", ln.SPEC, p["dtype"],
+                     ln.inputs((p["tokens"],), p["c"], device=META)))
+    for source, spec, dtype, call in made:
+        with _capturing_calls(calls, source):
+            spec.run(call.to(dtype), "triton")
+
+
 def _src_benchmarks(calls: list) -> None:
     """benchmarks/ops.py at every MODELS shape and dtype: its cases' ``op:triton`` candidates, forward and
     backward (the suite times both)."""
@@ -325,7 +346,7 @@ def _src_benchmarks(calls: list) -> None:
 
 SOURCES = (_src_window_attention_tests, _src_shifted_window_attention_tests, _src_patched_timm_swin,
            _src_semantic_attention_tests, _src_prior_map_decode_tests, _src_upsample_cross_entropy_tests,
-           _src_ms_deform_attn_tests, _src_benchmarks)
+           _src_ms_deform_attn_tests, _src_block_ops_tests, _src_benchmarks)
 
 
 def capture() -> tuple[list[Call], list[Launch]]:

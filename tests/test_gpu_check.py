@@ -33,7 +33,8 @@ def test_dry_run_skips_every_gpu_phase_and_writes_the_files(tmp_path):
     assert summary["git_sha"] == "0123abc" and summary["gpu"] is False and summary["finished"]
     phases = {p["phase"]: p["status"] for p in summary["phases"]}
     assert list(phases) == ["env", "build", "tests-triton", "tests-cuda", "kernels", "headline", "profile",
-                            "compile", "tests-rest", "summary"]
+                            "compile", "block-tests", "block-kernels", "block-bf16-eager", "block-bf16-compile",
+                            "block-amp-eager", "block-bf16-autotune", "block-amp-compile", "tests-rest", "summary"]
     # the sources of every fused backend this run would test, hashed: the evidence is tied to the code
     from semask_kernels import evidence
     assert summary["sources"] == evidence.current()

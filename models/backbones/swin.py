@@ -17,6 +17,7 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 import semask_kernels as sk
+from semask_kernels.nn.block_fusion import add_norm_mlp_residual, mlp_branch_runs_ops, norm_runs_op
 
 from .semantic_layer import SemanticLayer
 
@@ -46,7 +47,12 @@ class SwinBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+        branch = self.drop_path(self.attn(self.norm1(x)))
+        if mlp_branch_runs_ops(x, self.mlp, self.drop_path, self.training) and norm_runs_op(x, self.norm2):
+            # add + norm2, fc1 + GELU, fc2 + drop path + residual: three fused ops (torch path where none runs)
+            return add_norm_mlp_residual(x, branch, self.norm2, self.mlp, self.drop_path, self.training,
+                                         self.attn.backend)
+        x = x + branch
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 

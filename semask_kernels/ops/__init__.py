@@ -6,6 +6,9 @@ per op folder).
 """
 import pkgutil as _pkgutil
 
+from .add_layer_norm import add_layer_norm
+from .linear_gelu import linear_gelu
+from .linear_residual import linear_residual
 from .ms_deform_attn import ms_deform_attn
 from .prior_map_decode import prior_map_decode
 from .semantic_attention import semantic_attention

@@ -163,6 +163,11 @@ class Case:
     note: str = ""
 
 
+def outputs(out) -> tuple[Tensor, ...]:
+    """An op's result as a tuple of tensors: most ops return one tensor, some (``add_layer_norm``) a tuple."""
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
 def _twice(flops: Callable[..., int]) -> Callable[..., int]:
     return lambda *args: 2 * flops(*args)
 
@@ -217,9 +222,9 @@ class OpSpec:
         formula = self.backward_flops or _twice(self.flops)
         return int(formula(*shapes(self.arguments(call))))
 
-    def io_bytes(self, call: Call, output: Tensor) -> int:
-        """Minimal forward traffic: every input tensor read once, the output written once."""
-        return sum(t.numel() * t.element_size() for t in call.tensors()) + output.numel() * output.element_size()
+    def io_bytes(self, call: Call, output) -> int:
+        """Minimal forward traffic: every input tensor read once, the output (each output) written once."""
+        return sum(t.numel() * t.element_size() for t in (*call.tensors(), *outputs(output)))
 
     def backends_for(self, dtype: torch.dtype) -> list[str]:
         """The backends of this op that run ``dtype``, in ``preference`` order."""
