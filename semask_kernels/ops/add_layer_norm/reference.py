@@ -3,6 +3,8 @@
 
 x, residual (..., C); weight (C,), bias (C,) or None. s = x + residual; y = (s - mean(s)) / √(var(s) + eps) ·
 weight + bias over the last dim (biased variance). Returns (s, y), both of x's shape.
+
+The semantics in full, edge cases included: docs/ops.md, section ``add_layer_norm``.
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 x (..., K), weight (N, K), bias (N,) or None. out = gelu(x @ weightᵀ + bias) with gelu(h) = h · Φ(h),
 Φ(h) = (1 + erf(h / √2)) / 2, shape (..., N).
+
+The semantics in full, edge cases included: docs/ops.md, section ``linear_gelu``.
 """
 from __future__ import annotations
 

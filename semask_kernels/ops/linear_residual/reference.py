@@ -3,6 +3,8 @@ residual add (timm ``SwinTransformerBlock``: ``x = shortcut + drop_path(attn_or_
 
 x (B, ..., K), weight (N, K), bias (N,) or None, residual (B, ..., N), scale (B,) or None (drop path's per-sample
 factor, mask / keep_prob; it gets no gradient). out = residual + scale[b] · (x @ weightᵀ + bias).
+
+The semantics in full, edge cases included: docs/ops.md, section ``linear_residual``.
 """
 from __future__ import annotations
 
