@@ -107,6 +107,8 @@ NOISY_SPREAD = 2.0  # p90 / p10 above this: the run was too noisy for its ratio 
 
 def ratio_caveat(row: dict, base: dict) -> str | None:
     """Why the ratio of ``row`` to its baseline ``base`` (same run) is not to be trusted, or None."""
+    if row.get("speedup_conclusive") is False:
+        return f"inconclusive: speedup p10-p90 spread {row.get('speedup_spread') or 0:.2f}x stayed wide"
     resolution = RESOLUTION_MS.get(row.get("device_type"), 0.0)
     if min(row["median_ms"], base["median_ms"]) < resolution:
         return f"below timer resolution (< {resolution} ms)"
@@ -162,14 +164,23 @@ def _plot_compare_swin(device: str, rs: list[dict], path: Path) -> Path:
     y = list(range(len(groups)))
     speedups = [sum(r["speedup_vs_stock"] or 0 for r in g) / len(g) for g in groups.values()]
     colors = ["0.6" if k[3].startswith("stock") else "tab:blue" for k in groups]
-    left.barh(y, speedups, color=colors)
+    # error bars: the p10-p90 of the speedup (of the first batch of each group); hatched when inconclusive
+    low = [max(0.0, v - (g[0].get("speedup_vs_stock_p10") or v)) for v, g in zip(speedups, groups.values())]
+    high = [max(0.0, (g[0].get("speedup_vs_stock_p90") or v) - v) for v, g in zip(speedups, groups.values())]
+    unsure = [any(r.get("speedup_conclusive") is False for r in g) for g in groups.values()]
+    bars = left.barh(y, speedups, color=colors, xerr=[low, high], error_kw={"ecolor": "k", "capsize": 3,
+                                                                             "lw": 0.8})
+    for bar, inconclusive in zip(bars, unsure):
+        if inconclusive:
+            bar.set_hatch("///")
+            bar.set_alpha(0.4)
     left.axvline(1.0, color="k", lw=0.8)
     left.set_yticks(y, labels, fontsize=8)
     left.invert_yaxis()
-    left.set_xlabel("speedup vs stock timm eager (same run; > 1 is faster)", fontsize=9)
-    left.set_title("speedup vs stock eager (gray: stock)", fontsize=10)
-    for i, v in enumerate(speedups):
-        left.text(v, i, f" {v:.2f}x", va="center", fontsize=7)
+    left.set_xlabel("speedup vs stock timm eager (same run; > 1 is faster; bars: p10-p90)", fontsize=9)
+    left.set_title("speedup vs stock eager (gray: stock; hatched: inconclusive)", fontsize=10)
+    for i, (v, inconclusive) in enumerate(zip(speedups, unsure)):
+        left.text(v + high[i], i, " inconclusive" if inconclusive else f" {v:.2f}x", va="center", fontsize=7)
     left.margins(x=0.12)
     if max(len({r["batch"] for r in g}) for g in groups.values()) > 1:
         for label, g in zip(labels, groups.values()):
