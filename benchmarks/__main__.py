@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from . import compare_swin, flops, ops, report
+from . import compare_models, compare_swin, flops, ops, report
 
 
 def summary(doc: str) -> str:
@@ -22,6 +22,9 @@ def main(argv=None) -> None:
     compare = commands.add_parser("compare-swin", help=summary(compare_swin.__doc__),
                                   description=compare_swin.__doc__.replace("``", ""))
     compare_swin.add_arguments(compare)
+    models = commands.add_parser("compare-models", help=summary(compare_models.__doc__),
+                                 description=compare_models.__doc__.replace("``", ""))
+    compare_models.add_arguments(models)
     count = commands.add_parser("flops", help=summary(flops.__doc__),
                                 description=flops.__doc__.replace("``", ""))
     flops.add_arguments(count)
@@ -38,6 +41,9 @@ def main(argv=None) -> None:
     if args.command == "compare-swin":
         compare_swin.resolve_defaults(args)
         compare_swin.run(args)
+    elif args.command == "compare-models":
+        compare_models.resolve_defaults(args)
+        compare_models.run(args)
     elif args.command == "flops":
         flops.run(args)
     elif args.command == "ops":
