@@ -89,9 +89,13 @@ class Verdict:
         return f"{self.median:.2f}x ({interval})" if self.conclusive else f"inconclusive ({interval})"
 
 
-def verdict(median: float, p10: float, p90: float, max_spread: float = 1.3) -> Verdict:
-    """A speedup is stated only when its p10-p90 spread (p90 / p10) is below ``max_spread``."""
-    return Verdict(median, p10, p90, p10 > 0 and p90 / p10 < max_spread)
+MIN_SAMPLES = 3  # fewer ratios than this have no spread to speak of: never conclusive
+
+
+def verdict(median: float, p10: float, p90: float, max_spread: float = 1.3, samples: int = MIN_SAMPLES) -> Verdict:
+    """A speedup is stated only when its p10-p90 spread (p90 / p10) is below ``max_spread`` and it rests on at
+    least ``MIN_SAMPLES`` measurements (``samples``)."""
+    return Verdict(median, p10, p90, samples >= MIN_SAMPLES and p10 > 0 and p90 / p10 < max_spread)
 
 
 @dataclass
@@ -122,11 +126,13 @@ class Contest:
         back, the widest the two spreads allow (baseline p10 / its p90 to baseline p90 / its p10)."""
         if name not in self.timings or baseline not in self.timings:
             return None
+        if name == baseline:  # 1 by definition
+            return Verdict(1.0, 1.0, 1.0, True)
         median, p10, p90 = self.speedup(name, baseline)
         if p10 is None:
             b, t = self.timings[baseline], self.timings[name]
             p10, p90 = b.p10_ms / t.p90_ms, b.p90_ms / t.p10_ms
-        return verdict(median, p10, p90, max_spread)
+        return verdict(median, p10, p90, max_spread, min(len(self.times[name]), len(self.times[baseline])))
 
 
 def time_contenders(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int = 3, repeats: int = 10,
@@ -204,7 +210,7 @@ def time_contenders(fns: dict[str, Callable[[], object]], device: torch.device, 
             else:
                 values = times[name]
             if values and not verdict(statistics.median(values), _percentile(values, 0.1),
-                                      _percentile(values, 0.9), until.max_spread).conclusive:
+                                      _percentile(values, 0.9), until.max_spread, len(values)).conclusive:
                 return False
         return True
 

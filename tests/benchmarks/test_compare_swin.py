@@ -36,7 +36,6 @@ def test_compare_swin_quick_runs_and_saves(tmp_path, monkeypatch, capsys):
     # adaptive timing: every row says how its timing ended and whether its speedup is stated
     for r in rows:
         assert r["warmup_calls"] == 1 and 1 <= r["rounds"] <= 2 and r["stopped"]
-        assert r["speedup_conclusive"] == (r["speedup_vs_stock_p90"] / r["speedup_vs_stock_p10"] < 1.3)
-    for r in rows:
-        if not r["speedup_conclusive"]:
-            assert "inconclusive" in out
+        # at most 2 rounds: too few to state a speedup (stock against itself is 1 by definition)
+        assert r["speedup_conclusive"] == (r["variant"] == "stock")
+    assert "inconclusive" in out and "inconclusive" in (tmp_path / "compare_swin.md").read_text()

@@ -107,3 +107,16 @@ def test_back_to_back_spread_comes_from_both_timings(clock):
     contest = harness.time_contenders(fns, CPU, warmup=0, repeats=10, interleave=False)
     v = contest.verdict("fast", "base")
     assert (v.p10, v.p90) == (pytest.approx(0.5), pytest.approx(2.0)) and not v.conclusive
+
+
+def test_too_few_rounds_are_never_conclusive(clock):
+    assert not harness.verdict(2.0, 2.0, 2.0, samples=2).conclusive
+    fns = {"base": clock.contender("base", itertools.repeat(1.0)),
+           "fast": clock.contender("fast", itertools.repeat(0.5))}
+    contest = harness.time_contenders(fns, CPU, warmup=0, repeats=1)
+    assert not contest.verdict("fast", "base").conclusive  # one round: no spread to judge
+    assert contest.verdict("base", "base").conclusive  # the baseline against itself is 1 by definition
+    # adaptive: a steady 2x still needs MIN_SAMPLES rounds before it stops
+    until = harness.Stopping(baseline="base", settle_calls=1)
+    contest = harness.time_contenders(fns, CPU, warmup=0, repeats=1, until=until)
+    assert contest.rounds == harness.MIN_SAMPLES and contest.verdict("fast", "base").conclusive
