@@ -17,10 +17,16 @@ so that a killed call still returns what was done. The files (8 at most, the dev
 
 Phases, in order: environment -> extension build (background) -> the Triton ``gpu`` tests of shifted-window and
 window attention (what ``patch_timm_swin`` runs, patched-vs-stock timm included) -> the CUDA shifted-window tests
--> the headline (stock timm Swin-T 224 vs patched with each fused backend and auto, bf16, batch 128, inference
-and a train step, eager) -> the shifted-window kernel table (Swin-T's four stages, fwd and fwd+bwd) -> stock+compile
+-> the headline (stock timm Swin-T 224 vs patched with each fused backend, auto and torch, bf16, batch 128,
+inference and a train step, eager) -> the ms_deform_attn and prior_map_decode GPU tests -> the ms_deform_attn
+table at the pixel decoder's shapes -> compare-models (SeMask-T FPN and SeMask-L Mask2Former, fused vs plain,
+train step and inference, bf16) -> the shifted-window kernel table (Swin-T's four stages, fwd and fwd+bwd) -> stock+compile
 vs patched+compile (inference) -> every other ``gpu`` test -> the summary. Without a GPU every GPU phase is
 skipped with its reason and the files are still written (a dry run).
+
+One call of 540 s does not reach every phase: a second call picks up the rest, e.g.
+``.ci/gpu-check all --skip tests-triton tests-cuda headline tests-decoders deform-table models`` (the build runs
+again: a lent machine starts bare).
 """
 from __future__ import annotations
 
@@ -44,11 +50,22 @@ FIRST_TESTS = {  # phase -> test files, run before the benchmarks
     "tests-triton": ["tests/ops/test_shifted_window_attention_triton.py", "tests/ops/test_window_attention_triton.py"],
     "tests-cuda": ["tests/ops/test_shifted_window_attention_cuda.py"],
 }
+# The pixel decoder's and the prior decoder's GPU tests (their runs decide ``verified``): the op files and the
+# conformance suite's cases of the two ops (-k), run after the headline
+DECODER_TESTS = ["tests/ops/test_ms_deform_attn_triton.py", "tests/ops/test_prior_map_decode.py",
+                 "tests/ops/test_prior_map_decode_triton.py", "tests/ops/test_prior_map_decode_cuda.py",
+                 "tests/ops/test_conformance.py"]
+DECODER_OPS = "ms_deform_attn or prior_map_decode"
+DEFORM_TABLE = ["ops", "--ops", "ms_deform_attn", "--dtypes", "bf16", "fp32", "--warmup", "3", "--repeats", "10"]
+MODELS_PRESET = ["compare-models", "--models", "semask_swin_t_fpn", "semask_swin_l_mask2former", "--dtypes", "bf16",
+                 "--modes", "train", "inference", "--warmup", "3", "--repeats", "5", "--max-rounds", "15",
+                 "--time-cap", "15"]
 TEST_FILE = re.compile(r"tests/ops/test_(?P<op>\w+?)_(?P<backend>triton|cuda)\.py")
 CONFORMANCE = "tests/ops/test_conformance.py"  # its test ids start with the op and the backend
 PARAM_ID = re.compile(r"\[(?P<op>[a-z0-9_]+)-(?P<backend>reference|torch|triton|cuda)(?:-[^\]]*)?\]")
 RESERVE_S = 8  # kept back for the summary
-PHASES = ("build", "tests-triton", "tests-cuda", "headline", "kernels", "compile", "tests-rest")
+PHASES = ("build", "tests-triton", "tests-cuda", "headline", "tests-decoders", "deform-table", "models", "kernels",
+          "compile", "tests-rest")
 
 
 class Session:
@@ -291,6 +308,19 @@ def _headline(s: Session) -> None:
     s.summary["headline"] = ratios
 
 
+def decoder_and_model_phases(s: Session, wanted) -> None:
+    """After the Swin headline: the ms_deform_attn and prior_map_decode GPU tests, the ms_deform_attn table at the
+    pixel decoder's workloads (reference, torch path, Triton; fwd and fwd+bwd; bitwise-repeatable gradients) and
+    the compare-models preset (one FPN and one Mask2Former model, train step and inference, bf16, fused vs
+    plain)."""
+    if wanted("tests-decoders"):
+        phase_tests(s, "tests-decoders", DECODER_TESTS, cap=120, extra=["-k", DECODER_OPS])
+    if wanted("deform-table"):
+        phase_bench(s, "deform-table", DEFORM_TABLE, cap=60)
+    if wanted("models"):
+        phase_bench(s, "models", MODELS_PRESET, cap=150)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=float(os.environ.get("GPU_CHECK_BUDGET", 540)),
@@ -320,10 +350,12 @@ def main(argv=None) -> int:
         phase_tests(s, "tests-cuda", FIRST_TESTS["tests-cuda"], cap=90)
     built = "'ops'" in s.summary.get("extension", "")  # build_info() printed: the extension loads
     backends = ["triton"] + (["cuda"] if built else []) + ["auto"]
-    if wanted("headline"):
+    if wanted("headline"):  # patched[torch]: what a GPU gets where no verified fused backend runs, against stock
         phase_bench(s, "headline", ["compare-swin", "--variants", "T", "--img-size", "224", "--batch", "128",
                                     "--dtype", "bf16", "--modes", "inference", "train", "--backends", *backends,
-                                    "--no-ours", "--no-compile", "--warmup", "3", "--repeats", "10"], cap=75)
+                                    "torch", "--no-ours", "--no-compile", "--warmup", "3", "--repeats", "10",
+                                    "--time-cap", "10"], cap=90)
+    decoder_and_model_phases(s, wanted)
     if wanted("kernels"):
         phase_bench(s, "kernels", ["ops", "--ops", "shifted_window_attention", "--models", "swin_t_224",
                                    "--dtypes", "bf16", "--baselines", "timm_eager", "sdpa",
@@ -333,7 +365,7 @@ def main(argv=None) -> int:
                                    "--dtype", "bf16", "--modes", "inference", "--backends", *backends[:-1],
                                    "--no-ours", "--compile-only", "--warmup", "2", "--repeats", "10"], cap=130)
     if wanted("tests-rest"):
-        done = [f for files in FIRST_TESTS.values() for f in files]
+        done = [f for files in FIRST_TESTS.values() for f in files] + [f for f in DECODER_TESTS if f != CONFORMANCE]
         phase_tests(s, "tests-rest", ["tests"], cap=s.left(), extra=[f"--ignore={f}" for f in done])
     s.summary["finished"] = _now()
     s.record("summary", "ok", 0.0)

@@ -16,7 +16,8 @@ def summary(doc: str) -> str:
     return paragraph[: end.start() + 1] if end else paragraph
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of every benchmark command (``.ci/gpu_check_all.py``'s presets are checked against it)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.replace("``", ""))
     commands = parser.add_subparsers(dest="command", required=True)
     compare = commands.add_parser("compare-swin", help=summary(compare_swin.__doc__),
@@ -33,7 +34,11 @@ def main(argv=None) -> None:
     rep = commands.add_parser("report", help=summary(report.__doc__),
                               description=report.__doc__.replace("``", ""))
     report.add_arguments(rep)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     from semask_kernels.info import shadowing
     shadow = shadowing()
     if shadow:  # the CUDA backend would be silently missing from every table

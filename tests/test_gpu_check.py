@@ -32,7 +32,8 @@ def test_dry_run_skips_every_gpu_phase_and_writes_the_files(tmp_path):
     summary = json.loads((tmp_path / "gpu_summary.json").read_text())
     assert summary["git_sha"] == "0123abc" and summary["gpu"] is False and summary["finished"]
     phases = {p["phase"]: p["status"] for p in summary["phases"]}
-    assert list(phases) == ["env", "build", "tests-triton", "tests-cuda", "headline", "kernels", "compile",
+    assert list(phases) == ["env", "build", "tests-triton", "tests-cuda", "headline", "tests-decoders",
+                            "deform-table", "models", "kernels", "compile",
                             "tests-rest", "summary"]
     assert all(status == "skipped" for name, status in phases.items() if name not in ("env", "summary"))
     assert "torch: " in (tmp_path / "env.txt").read_text()
@@ -88,3 +89,18 @@ def test_a_phase_past_its_limit_is_killed_and_the_budget_holds(tmp_path):
     assert status.startswith("timed out") and seconds < 20
     session.t0 -= 60  # the budget is spent: nothing more starts
     assert session.run("late", [sys.executable, "-c", "pass"], "bench.log", cap=10)[0].startswith("skipped")
+
+
+def test_the_benchmark_presets_parse():
+    """The GPU phases' command lines are valid benchmark commands (a typo would only show on a lent GPU)."""
+    from benchmarks.__main__ import build_parser
+    driver = _driver()
+    parser = build_parser()
+    models = parser.parse_args(driver.MODELS_PRESET)
+    assert models.models == ["semask_swin_t_fpn", "semask_swin_l_mask2former"] and models.modes == ["train",
+                                                                                                     "inference"]
+    assert models.dtypes == ["bf16"] and models.adaptive
+    table = parser.parse_args(driver.DEFORM_TABLE)
+    assert table.ops == ["ms_deform_attn"] and table.dtypes == ["bf16", "fp32"]
+    assert "tests/ops/test_conformance.py" in driver.DECODER_TESTS
+    assert all((ROOT / f).is_file() for f in driver.DECODER_TESTS)
