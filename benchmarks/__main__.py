@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from . import compare_models, compare_swin, flops, ops, report
+from . import compare_models, compare_swin, flops, model_breakdown, ops, report
 
 
 def summary(doc: str) -> str:
@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("compare-models", help=summary(compare_models.__doc__),
                                  description=compare_models.__doc__.replace("``", ""))
     compare_models.add_arguments(models)
+    parts = commands.add_parser("model-breakdown", help=summary(model_breakdown.__doc__),
+                                description=model_breakdown.__doc__.replace("``", ""))
+    model_breakdown.add_arguments(parts)
     count = commands.add_parser("flops", help=summary(flops.__doc__),
                                 description=flops.__doc__.replace("``", ""))
     flops.add_arguments(count)
@@ -49,6 +52,9 @@ def main(argv=None) -> None:
     elif args.command == "compare-models":
         compare_models.resolve_defaults(args)
         compare_models.run(args)
+    elif args.command == "model-breakdown":
+        model_breakdown.resolve_defaults(args)
+        model_breakdown.run(args)
     elif args.command == "flops":
         flops.run(args)
     elif args.command == "ops":
