@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from . import compare_models, compare_swin, flops, model_breakdown, ops, report
+from . import compare_models, compare_swin, flops, model_breakdown, model_table, ops, report
 
 
 def summary(doc: str) -> str:
@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parts = commands.add_parser("model-breakdown", help=summary(model_breakdown.__doc__),
                                 description=model_breakdown.__doc__.replace("``", ""))
     model_breakdown.add_arguments(parts)
+    table = commands.add_parser("model-table", help=summary(model_table.__doc__),
+                                description=model_table.__doc__.replace("``", ""))
+    model_table.add_arguments(table)
     count = commands.add_parser("flops", help=summary(flops.__doc__),
                                 description=flops.__doc__.replace("``", ""))
     flops.add_arguments(count)
@@ -55,6 +58,8 @@ def main(argv=None) -> None:
     elif args.command == "model-breakdown":
         model_breakdown.resolve_defaults(args)
         model_breakdown.run(args)
+    elif args.command == "model-table":
+        model_table.run(args)
     elif args.command == "flops":
         flops.run(args)
     elif args.command == "ops":
