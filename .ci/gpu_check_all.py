@@ -293,19 +293,34 @@ def phase_bench(s: Session, name: str, args: list[str], cap: float) -> None:
     _headline(s)
 
 
+def _judged(row: dict, key: str, prefix: str):
+    """A speedup as the summary states it: the number, or "inconclusive (p10-p90)" when its spread stayed wide."""
+    if row.get("speedup_conclusive") is False and row.get(f"{prefix}_p10") is not None:
+        return f"inconclusive ({row[prefix + '_p10']:.2f}-{row[prefix + '_p90']:.2f})"
+    return row[key]
+
+
 def _headline(s: Session) -> None:
-    """Ratios patched / stock from bench.jsonl's compare-swin rows: {mode: {variant: speedup}}."""
+    """Ratios patched / stock from bench.jsonl's compare-swin rows: {mode: {variant: speedup}}; and fused / plain
+    from its compare-models rows: {model mode dtype batch: {speedup, mem_ratio}}."""
     ratios: dict = {}
+    models: dict = {}
     path = s.out / "bench.jsonl"
     for line in path.read_text().splitlines() if path.exists() else []:
         row = json.loads(line)
+        if row.get("bench") == "compare-models" and row.get("backend") == "auto":
+            models[f"{row['model']} {row['mode']} {row['dtype']} batch {row['batch']} {row['crop']}"] = {
+                "speedup_vs_torch": _judged(row, "speedup_vs_torch", "speedup_vs_torch"),
+                "mem_ratio_vs_torch": row.get("mem_ratio_vs_torch")}
         if row.get("bench") != "compare-swin" or row["variant"].startswith("stock"):
             continue
         compiled = row["variant"].endswith("+compile")
         key = "speedup_vs_stock_compiled" if compiled else "speedup_vs_stock"
         ratios.setdefault(f"{row['mode']} {row['dtype']} batch {row['batch']}", {})[
-            f"{row['variant']} ({row['backend']})"] = row[key]
+            f"{row['variant']} ({row['backend']})"] = row[key] if compiled else _judged(row, key, "speedup_vs_stock")
     s.summary["headline"] = ratios
+    if models:
+        s.summary["models"] = models
 
 
 def decoder_and_model_phases(s: Session, wanted) -> None:

@@ -104,3 +104,23 @@ def test_the_benchmark_presets_parse():
     assert table.ops == ["ms_deform_attn"] and table.dtypes == ["bf16", "fp32"]
     assert "tests/ops/test_conformance.py" in driver.DECODER_TESTS
     assert all((ROOT / f).is_file() for f in driver.DECODER_TESTS)
+
+
+def test_the_summary_states_inconclusive_ratios_as_such(tmp_path):
+    driver = _driver()
+    session = driver.Session(tmp_path, budget=60, jobs=1)
+    rows = [{"bench": "compare-swin", "variant": "patched[torch]", "backend": "torch", "mode": "train",
+             "dtype": "bf16", "batch": 128, "speedup_vs_stock": 3.62, "speedup_vs_stock_p10": 0.46,
+             "speedup_vs_stock_p90": 2.31, "speedup_conclusive": False},
+            {"bench": "compare-swin", "variant": "patched[triton]", "backend": "triton", "mode": "train",
+             "dtype": "bf16", "batch": 128, "speedup_vs_stock": 1.4, "speedup_vs_stock_p10": 1.35,
+             "speedup_vs_stock_p90": 1.45, "speedup_conclusive": True},
+            {"bench": "compare-models", "backend": "auto", "model": "semask_swin_t_fpn", "mode": "train",
+             "dtype": "bf16", "batch": 8, "crop": "512x512", "speedup_vs_torch": 1.6, "speedup_vs_torch_p10": 1.5,
+             "speedup_vs_torch_p90": 1.7, "speedup_conclusive": True, "mem_ratio_vs_torch": 0.7}]
+    (tmp_path / "bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    driver._headline(session)
+    train = session.summary["headline"]["train bf16 batch 128"]
+    assert train == {"patched[torch] (torch)": "inconclusive (0.46-2.31)", "patched[triton] (triton)": 1.4}
+    assert session.summary["models"] == {"semask_swin_t_fpn train bf16 batch 8 512x512": {
+        "speedup_vs_torch": 1.6, "mem_ratio_vs_torch": 0.7}}
