@@ -222,8 +222,11 @@ def run(args) -> list[dict]:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     if path is not None:
-        from .report import shown
-        print(f"results appended to {shown(path)}")
+        from . import report
+        print(f"results appended to {report.shown(path)}")
+        latest = report.latest_runs(path, report.COMMON_FIELDS + report.SUITE_FIELDS["compare_models"])
+        for written in report.report_compare_models(latest, path.parent):
+            print(f"wrote {report.shown(written)}")
     return rows
 
 

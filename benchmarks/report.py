@@ -21,6 +21,7 @@ SUITE_FIELDS = {
     "compare_swin": ("model", "img_size", "batch", "mode", "variant", "img_per_s", "speedup_vs_stock"),
     "ops": ("op", "impl", "shape", "mode", "dtype", "speedup_vs_first"),
     "flops": ("model",),
+    "compare_models": ("model", "mode", "dtype", "batch", "crop", "backend", "median_ms", "speedup_vs_torch"),
 }
 
 
@@ -209,6 +210,64 @@ def _plot_compare_swin(device: str, rs: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
+def report_compare_models(rows: list[dict], out: Path) -> list[Path]:
+    """compare-models: a table, and a plot of each fused/plain speedup with its p10-p90 as error bars (hatched
+    where inconclusive) and, where measured, the peak-memory ratio."""
+    written = []
+    md = ["# compare-models: fused (auto) vs plain (torch)", ""]
+    for device, rs in _by_device(rows).items():
+        rs = _with_caveats(rs, ("model", "mode", "dtype", "batch", "crop"))
+        md += [_header(rs), "", _table(rs, [("model", "model"), ("mode", "mode"), ("dtype", "dtype"),
+                                            ("batch", "batch"), ("crop", "crop"), ("backend", "backend"),
+                                            ("ms", "median_ms"), ("img/s", "img_per_s"), ("peak MB", "peak_mem_mb"),
+                                            ("GFLOPs", "gflops"), ("vs torch", "speedup_vs_torch"),
+                                            ("mem vs torch", "mem_ratio_vs_torch"), ("reduced", "reduced"),
+                                            ("caveat", "caveat")]), ""]
+        written.append(_plot_compare_models(device, rs, out / f"compare_models_{_slug(device)}.png"))
+    path = out / "compare_models.md"
+    path.write_text("\n".join(md))
+    return [path, *written]
+
+
+def _plot_compare_models(device: str, rs: list[dict], path: Path) -> Path:
+    plt = _plt()
+    fused = [r for r in rs if r["backend"] != "torch" and r.get("speedup_vs_torch")]
+    labels = [f"{r['model']} {r['mode']} {r['dtype']} b{r['batch']} {r['crop']}" for r in fused]
+    y = list(range(len(fused)))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, max(3.0, 0.35 * len(fused) + 1.5)))
+    speedups = [r["speedup_vs_torch"] for r in fused]
+    low = [max(0.0, r["speedup_vs_torch"] - (r.get("speedup_vs_torch_p10") or r["speedup_vs_torch"])) for r in fused]
+    high = [max(0.0, (r.get("speedup_vs_torch_p90") or r["speedup_vs_torch"]) - r["speedup_vs_torch"]) for r in fused]
+    bars = left.barh(y, speedups, color="tab:blue", xerr=[low, high],
+                     error_kw={"ecolor": "k", "capsize": 3, "lw": 0.8})
+    for i, (bar, r) in enumerate(zip(bars, fused)):
+        unsure = r.get("speedup_conclusive") is False
+        if unsure:
+            bar.set_hatch("///")
+            bar.set_alpha(0.4)
+        left.text(speedups[i] + high[i], i, " inconclusive" if unsure else f" {speedups[i]:.2f}x", va="center",
+                  fontsize=7)
+    left.axvline(1.0, color="k", lw=0.8)
+    left.set_yticks(y, labels, fontsize=8)
+    left.invert_yaxis()
+    left.margins(x=0.15)
+    left.set_xlabel("speedup of auto over torch (same run; bars: p10-p90)", fontsize=9)
+    left.set_title("fused vs plain (hatched: inconclusive)", fontsize=10)
+    mem = [r.get("mem_ratio_vs_torch") for r in fused]
+    if any(m is not None for m in mem):
+        right.barh(y, [m or 0 for m in mem], color="tab:green")
+        right.axvline(1.0, color="k", lw=0.8)
+        right.set_yticks(y, [""] * len(y))
+        right.invert_yaxis()
+        right.set_xlabel("peak memory, auto / torch (< 1 saves memory)", fontsize=9)
+    else:
+        right.axis("off")
+        right.text(0.5, 0.5, "peak memory not measured on this device", ha="center", va="center", fontsize=9)
+    note = " (CPU run: CPU numbers, not GPU numbers)" if rs[0]["device_type"] == "cpu" else ""
+    fig.suptitle(f"{device}{note}", fontsize=10)
+    return _save(fig, path)
+
+
 def report_ops(rows: list[dict], out: Path) -> list[Path]:
     written = []
     md = ["# ops: every op and backend against its baselines", "",
@@ -305,7 +364,8 @@ def _slug(text: str) -> str:
 def run(args) -> list[Path]:
     src = Path(args.results) if args.results else harness.RESULTS
     written = []
-    for name, fn in (("compare_swin", report_compare_swin), ("ops", report_ops), ("flops", report_flops)):
+    for name, fn in (("compare_swin", report_compare_swin), ("compare_models", report_compare_models),
+                     ("ops", report_ops), ("flops", report_flops)):
         try:
             rows = latest_runs(src / f"{name}.jsonl", COMMON_FIELDS + SUITE_FIELDS[name])
         except ResultsError as e:  # the command's one-line error, not a traceback

@@ -45,6 +45,9 @@ def test_quick_rows_for_fpn_and_mask2former(tmp_path, capsys):
     assert by[("semask_swin_t_mask2former", "inference", "torch")]["gflops"] > \
         by[("semask_swin_t_fpn", "inference", "torch")]["gflops"]
     assert "inconclusive" in out
+    # the table and the plot (error bars; hatched where inconclusive) beside the results
+    assert "| semask_swin_t_mask2former |" in (tmp_path / "compare_models.md").read_text()
+    assert len(list(tmp_path.glob("compare_models_*.png"))) == 1
 
 
 def test_recipes():
