@@ -139,18 +139,32 @@ def largest_batch(name: str, num_classes: int, backend: str, crop, device, dtype
         torch.cuda.empty_cache()
         return ok
 
-    lo, hi = 0, None  # lo fits (0: nothing yet), hi does not
-    batch = max(1, start)
-    while batch <= cap and hi is None:
-        if fits(batch):
-            lo, batch = batch, batch * 2
-        else:
-            hi = batch
-    while hi is not None and hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    found = largest_fitting(fits, start, cap)
     del model
     torch.cuda.empty_cache()
+    return found
+
+
+def largest_fitting(fits, start: int, cap: int) -> int:
+    """The largest n <= ``cap`` with ``fits(n)`` (assumed monotone): doubling from ``start``, then bisecting
+    between the last size that fit and the first that did not; 0 if none fits."""
+    lo, hi = 0, None  # lo fits (0: nothing yet), hi does not
+    batch = max(1, start)
+    while hi is None:
+        if batch > cap:
+            if lo == cap:
+                return lo
+            batch = cap  # the cap itself, then bisect below it
+        if fits(batch):
+            lo = batch
+            if batch == cap:
+                return lo
+            batch *= 2
+        else:
+            hi = batch
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
     return lo
 
 

@@ -73,3 +73,15 @@ def test_unknown_model_is_refused(capsys):
     with pytest.raises(SystemExit):
         cli.main(["compare-models", "--models", "semask_swin_x_fpn"])
     assert "unknown model 'semask_swin_x_fpn'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("limit,start,cap", [(37, 8, 256), (1, 8, 256), (0, 8, 256), (300, 8, 256), (8, 8, 256),
+                                             (5, 1, 6), (6, 1, 6), (100, 3, 100)])
+def test_largest_fitting_batch_search(limit, start, cap):
+    tried = []
+
+    def fits(n):
+        tried.append(n)
+        return n <= limit
+    assert compare_models.largest_fitting(fits, start, cap) == min(limit, cap)
+    assert len(tried) <= 20 and all(1 <= n <= cap for n in tried)
