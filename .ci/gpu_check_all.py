@@ -20,8 +20,8 @@ window attention (what ``patch_timm_swin`` runs, patched-vs-stock timm included)
 -> the headline (stock timm Swin-T 224 vs patched with each fused backend, auto and torch, bf16, batch 128,
 inference and a train step, eager) -> the ms_deform_attn and prior_map_decode GPU tests -> the ms_deform_attn
 table at the pixel decoder's shapes -> compare-models (SeMask-T FPN and SeMask-L Mask2Former, fused vs plain,
-train step and inference, bf16) -> the shifted-window kernel table (Swin-T's four stages, fwd and fwd+bwd) -> stock+compile
-vs patched+compile (inference) -> every other ``gpu`` test -> the summary. Without a GPU every GPU phase is
+train step and inference, bf16) -> the shifted-window kernel table (Swin-T's four stages, fwd and fwd+bwd) ->
+stock+compile vs patched+compile (inference) -> every other ``gpu`` test -> the summary. Without a GPU every GPU phase is
 skipped with its reason and the files are still written (a dry run).
 
 One call of 540 s does not reach every phase: a second call picks up the rest, e.g.

@@ -139,10 +139,7 @@ def largest_batch(name: str, num_classes: int, backend: str, crop, device, dtype
         torch.cuda.empty_cache()
         return ok
 
-    found = largest_fitting(fits, start, cap)
-    del model
-    torch.cuda.empty_cache()
-    return found
+    return largest_fitting(fits, start, cap)  # the model is freed on return
 
 
 def largest_fitting(fits, start: int, cap: int) -> int:
@@ -251,6 +248,7 @@ def _capacity(args, name, rec, backend, crop, device, dtype, overrides, batch, m
     if device.type != "cuda":
         return {"max_batch": None, "max_batch_note": "skipped on a CPU: no device memory to fit a batch in"}
     fit = largest_batch(name, rec.num_classes, backend, crop, device, dtype, args.mem_limit_gb, overrides, batch)
+    torch.cuda.empty_cache()
     return {"max_batch": fit, "max_batch_note": f"largest train batch with peak <= {args.mem_limit_gb:g} GiB"}
 
 

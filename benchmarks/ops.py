@@ -181,8 +181,8 @@ QUICK_SHRINK = 4
 def workload_cases(spec: OpSpec, dtype, device, quick: bool):
     """Cases of an op at the workloads its spec names (``spec.extra["benchmarks"]``, e.g. ms_deform_attn at
     Mask2Former's pixel decoder: 512² and 640² inputs, batch 16), instead of the Swin stages; with ``quick``
-    each shrunk to batch 1 and sides / ``QUICK_SHRINK`` (heads and channels kept). The reference first, then every backend that
-    runs here; FLOPs and forward/backward traffic from the spec."""
+    each shrunk to batch 1 and sides / ``QUICK_SHRINK`` (heads and channels kept). The reference first, then
+    every backend that runs here; FLOPs and forward/backward traffic from the spec."""
     for name, size in spec.extra["benchmarks"].items():
         if quick:
             size = replace(size, name=f"{name} (quick: batch 1, sides / {QUICK_SHRINK})", batch=1,
