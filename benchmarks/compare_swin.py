@@ -126,7 +126,9 @@ def run(args) -> list[dict]:
         meta = {**meta, "transformers": transformers.__version__}
         print(f"library: Hugging Face transformers {transformers.__version__} (stock vs sk.patch_hf_swin)")
     if device.type == "cpu":
-        print(f"NOTE: CPU run (batch {', '.join(map(str, args.batch))}, {args.repeats} repeats). No fused kernel "
+        rounds = (f"at least {args.repeats} rounds, more until the speedups settle (spread < {args.max_spread:g}x) "
+                  f"or {args.time_cap:g} s" if args.adaptive else f"{args.repeats} repeats")
+        print(f"NOTE: CPU run (batch {', '.join(map(str, args.batch))}, {rounds}). No fused kernel "
               f"runs on a CPU: the patched model uses the plain-PyTorch path. These are CPU numbers, not GPU "
               f"numbers, and say nothing about the fused kernels' speed.")
     for variant in args.variants:
@@ -267,8 +269,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--warmup", type=at_least(0), default=None)
     parser.add_argument("--repeats", type=at_least(1), default=None)
-    parser.add_argument("--quick", action="store_true", help="the small preset (Swin-T 224, batch 1, 1 warm-up, "
-                        "3 repeats, eager), the default on a CPU: about 2 minutes on 2 cores")
+    parser.add_argument("--quick", action="store_true", help="the small preset (Swin-T 224, batch 1, at least 1 "
+                        "warm-up and 3 rounds, eager), the default on a CPU: about 1-3 minutes on 2 shared cores")
     parser.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=None,
                         help="time the contenders round-robin, one call each per round, and report the median "
                              "and p10-p90 of the per-round speedups (cancels load changes on a shared machine; "
