@@ -21,8 +21,11 @@ backend's sources, ``semask_kernels/evidence.py``) -> extension build (backgroun
 shifted-window and window attention, every variant's test file included -> the CUDA ones -> the device-timed
 kernel table of every backend the registry lists for shifted_window_attention (``benchmarks kernels``) -> the
 headline (stock timm Swin-T 224 and stock with SDPA vs patched with each fused backend and auto, bf16, batch 128,
-inference and a train step, eager) -> the per-component profile of one inference and one train step
-(``benchmarks profile``) -> stock+compile vs patched+compile (inference) -> the block around the attention
+inference and a train step, eager; patched[torch] too: what a GPU user gets where no verified fused backend
+runs) -> the ms_deform_attn and prior_map_decode GPU tests (their runs decide ``verified``) -> the per-component profile of one inference and one train step
+(``benchmarks profile``) -> the ms_deform_attn table at the pixel decoder's shapes
+-> compare-models (SeMask-T FPN and SeMask-L Mask2Former, fused vs plain, train step and inference, bf16) ->
+stock+compile vs patched+compile (inference) -> the block around the attention
 (``phase_block``: its ops' gpu tests and kernels, stock / stock+SDPA / patched in bf16 and autocast bf16, eager and
 compiled) -> every other ``gpu`` test -> the
 summary. Without a GPU every GPU phase is skipped with its reason and the files are still written (a dry run).
@@ -57,6 +60,16 @@ TEST_FILE = re.compile(r"tests/ops/test_(?P<op>\w+?)_(?P<backend>triton|cuda)(?:
 CONFORMANCE = "tests/ops/test_conformance.py"  # its test ids start with the op and the backend (variants too)
 PARAM_ID = re.compile(r"\[(?P<op>[a-z0-9_]+)-(?P<backend>(?:reference|torch|triton|cuda)(?:\.\w+)?)(?:-[^\]]*)?\]")
 RESERVE_S = 8  # kept back for the summary
+# The pixel decoder's and the prior decoder's GPU tests (their runs decide ``verified``): the op files and the
+# conformance suite's cases of the two ops (-k), run after the headline
+DECODER_TESTS = ["tests/ops/test_ms_deform_attn_triton.py", "tests/ops/test_prior_map_decode.py",
+                 "tests/ops/test_prior_map_decode_triton.py", "tests/ops/test_prior_map_decode_cuda.py",
+                 "tests/ops/test_conformance.py"]
+DECODER_OPS = "ms_deform_attn or prior_map_decode"
+DEFORM_TABLE = ["ops", "--ops", "ms_deform_attn", "--dtypes", "bf16", "fp32", "--warmup", "3", "--repeats", "10"]
+MODELS_PRESET = ["compare-models", "--models", "semask_swin_t_fpn", "semask_swin_l_mask2former", "--dtypes", "bf16",
+                 "--modes", "train", "inference", "--warmup", "3", "--repeats", "5", "--max-rounds", "15",
+                 "--time-cap", "15"]
 
 
 class Session:
@@ -299,19 +312,34 @@ def phase_bench(s: Session, name: str, args: list[str], cap: float) -> None:
     _headline(s)
 
 
+def _judged(row: dict, key: str, prefix: str):
+    """A speedup as the summary states it: the number, or "inconclusive (p10-p90)" when its spread stayed wide."""
+    if row.get("speedup_conclusive") is False and row.get(f"{prefix}_p10") is not None:
+        return f"inconclusive ({row[prefix + '_p10']:.2f}-{row[prefix + '_p90']:.2f})"
+    return row[key]
+
+
 def _headline(s: Session) -> None:
-    """Ratios patched / stock from bench.jsonl's compare-swin rows: {mode: {variant: speedup}}."""
+    """Ratios patched / stock from bench.jsonl's compare-swin rows: {mode: {variant: speedup}}; and fused / plain
+    from its compare-models rows: {model mode dtype batch: {speedup, mem_ratio}}."""
     ratios: dict = {}
+    models: dict = {}
     path = s.out / "bench.jsonl"
     for line in path.read_text().splitlines() if path.exists() else []:
         row = json.loads(line)
+        if row.get("bench") == "compare-models" and row.get("backend") == "auto":
+            models[f"{row['model']} {row['mode']} {row['dtype']} batch {row['batch']} {row['crop']}"] = {
+                "speedup_vs_torch": _judged(row, "speedup_vs_torch", "speedup_vs_torch"),
+                "mem_ratio_vs_torch": row.get("mem_ratio_vs_torch")}
         if row.get("bench") != "compare-swin" or row["variant"].startswith("stock"):
             continue
         compiled = row["variant"].endswith("+compile")
         key = "speedup_vs_stock_compiled" if compiled else "speedup_vs_stock"
         ratios.setdefault(f"{row['mode']} {row['dtype']} batch {row['batch']}", {})[
-            f"{row['variant']} ({row['backend']})"] = row[key]
+            f"{row['variant']} ({row['backend']})"] = row[key] if compiled else _judged(row, key, "speedup_vs_stock")
     s.summary["headline"] = ratios
+    if models:
+        s.summary["models"] = models
 
 
 BLOCK_TESTS = ["tests/ops/test_linear_gelu_triton.py", "tests/ops/test_linear_residual_triton.py",
@@ -351,6 +379,7 @@ def _tests_done(s: Session) -> list[str]:
     """Test files an earlier phase of this call ran (tests-rest leaves them out)."""
     ran = {p["phase"] for p in s.phases if p["status"] != "skipped"}
     done = [f for b in ("triton", "cuda") for f in attention_test_files(b)]
+    done += [f for f in DECODER_TESTS if f != CONFORMANCE] if "tests-decoders" in ran else []
     return done + (BLOCK_TESTS if "block-tests" in ran else [])
 
 
@@ -394,12 +423,20 @@ def phases() -> list[Phase]:
         Phase("kernels", lambda s: phase_bench(s, "kernels", [
             "kernels", "--models", "swin_t_224", "--dtypes", "bf16", "--rounds", "10", "--samples", "5"], cap=150),
               needs_build=True),
+        # patched[torch]: what a GPU user gets where no verified fused backend runs, against stock
         Phase("headline", lambda s: phase_bench(s, "headline", [
-            "compare-swin", *SWIN_T, "--modes", "inference", "train", "--backends", *_fused(s), "--no-ours",
-            "--no-compile", "--warmup", "3", "--repeats", "10"], cap=90), needs_build=True),
+            "compare-swin", *SWIN_T, "--modes", "inference", "train", "--backends", *_fused(s), "torch", "--no-ours",
+            "--no-compile", "--warmup", "3", "--repeats", "10", "--time-cap", "10"], cap=90), needs_build=True),
+        # the pixel decoder's and the prior decoder's GPU tests (their runs decide verified)
+        Phase("tests-decoders", lambda s: phase_tests(s, "tests-decoders", DECODER_TESTS, cap=120,
+                                                      extra=["-k", DECODER_OPS]), needs_build=True),
         Phase("profile", lambda s: phase_bench(s, "profile", [
             "profile", "--backends", *_fused(s), "--dtype", "bf16", "--batch", "128", "--img-size", "224"], cap=90),
               needs_build=True),
+        # ms_deform_attn at the pixel decoder's workloads (reference, torch path, Triton; bitwise-repeatable grads)
+        Phase("deform-table", lambda s: phase_bench(s, "deform-table", DEFORM_TABLE, cap=60), needs_build=True),
+        # one FPN and one Mask2Former model, train step and inference, bf16, fused vs plain
+        Phase("models", lambda s: phase_bench(s, "models", MODELS_PRESET, cap=150), needs_build=True),
         Phase("compile", lambda s: phase_bench(s, "compile", [
             "compare-swin", *SWIN_T, "--modes", "inference", "--backends", *_fused(s)[:-1], "--no-ours",
             "--no-stock-sdpa", "--compile-only", "--warmup", "2", "--repeats", "10"], cap=130), needs_build=True),

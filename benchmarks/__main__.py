@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from . import compare_swin, flops, host_cost, kernels, ops, profile_swin, report
+from . import compare_models, compare_swin, flops, host_cost, kernels, model_breakdown, model_table, ops, profile_swin, report
 
 
 def summary(doc: str) -> str:
@@ -16,12 +16,22 @@ def summary(doc: str) -> str:
     return paragraph[: end.start() + 1] if end else paragraph
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of every benchmark command (``.ci/gpu_check_all.py``'s presets are checked against it)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.replace("``", ""))
     commands = parser.add_subparsers(dest="command", required=True)
     compare = commands.add_parser("compare-swin", help=summary(compare_swin.__doc__),
                                   description=compare_swin.__doc__.replace("``", ""))
     compare_swin.add_arguments(compare)
+    models = commands.add_parser("compare-models", help=summary(compare_models.__doc__),
+                                 description=compare_models.__doc__.replace("``", ""))
+    compare_models.add_arguments(models)
+    parts = commands.add_parser("model-breakdown", help=summary(model_breakdown.__doc__),
+                                description=model_breakdown.__doc__.replace("``", ""))
+    model_breakdown.add_arguments(parts)
+    table = commands.add_parser("model-table", help=summary(model_table.__doc__),
+                                description=model_table.__doc__.replace("``", ""))
+    model_table.add_arguments(table)
     count = commands.add_parser("flops", help=summary(flops.__doc__),
                                 description=flops.__doc__.replace("``", ""))
     flops.add_arguments(count)
@@ -39,7 +49,11 @@ def main(argv=None) -> None:
     rep = commands.add_parser("report", help=summary(report.__doc__),
                               description=report.__doc__.replace("``", ""))
     report.add_arguments(rep)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     from semask_kernels.info import shadowing
     shadow = shadowing()
     if shadow:  # the CUDA backend would be silently missing from every table
@@ -47,6 +61,14 @@ def main(argv=None) -> None:
     if args.command == "compare-swin":
         compare_swin.resolve_defaults(args)
         compare_swin.run(args)
+    elif args.command == "compare-models":
+        compare_models.resolve_defaults(args)
+        compare_models.run(args)
+    elif args.command == "model-breakdown":
+        model_breakdown.resolve_defaults(args)
+        model_breakdown.run(args)
+    elif args.command == "model-table":
+        model_table.run(args)
     elif args.command == "flops":
         flops.run(args)
     elif args.command == "ops":

@@ -19,7 +19,7 @@ import torch
 import semask_kernels as sk
 
 from . import hf_swin
-from .harness import append_rows, at_least, run_metadata, time_contenders
+from .harness import Stopping, append_rows, at_least, run_metadata, time_contenders
 
 RESULTS_FILE = {"timm": "compare_swin.jsonl", "hf": "compare_swin_hf.jsonl"}
 MODELS = {"T": "swin_tiny_patch4_window7_224", "S": "swin_small_patch4_window7_224",
@@ -156,7 +156,9 @@ def run(args) -> list[dict]:
         meta = {**meta, "transformers": transformers.__version__}
         print(f"library: Hugging Face transformers {transformers.__version__} (stock vs sk.patch_hf_swin)")
     if device.type == "cpu":
-        print(f"NOTE: CPU run (batch {', '.join(map(str, args.batch))}, {args.repeats} repeats). No fused kernel "
+        rounds = (f"at least {args.repeats} rounds, more until the speedups settle (spread < {args.max_spread:g}x) "
+                  f"or {args.time_cap:g} s" if args.adaptive else f"{args.repeats} repeats")
+        print(f"NOTE: CPU run (batch {', '.join(map(str, args.batch))}, {rounds}). No fused kernel "
               f"runs on a CPU: the patched model uses the plain-PyTorch path. These are CPU numbers, not GPU "
               f"numbers, and say nothing about the fused kernels' speed.")
     for variant in args.variants:
@@ -175,12 +177,13 @@ def run(args) -> list[dict]:
                 for mode in args.modes:
                     fns = {label: _step(model, x, mode, amp) for label, model in models.items()}
                     contest = time_contenders(fns, device, warmup=args.warmup, repeats=args.repeats,
-                                              interleave=args.interleave)
+                                              interleave=args.interleave, until=stopping(args, "stock"))
                     for label, e in contest.failures.items():
                         print(f"  {model_name} {img_size} batch {batch} {mode} {label}: failed: "
                               f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", flush=True)
                     for label, t in contest.timings.items():
                         vs_stock = contest.speedup(label, "stock") or (None, None, None)
+                        judged = contest.verdict(label, "stock", args.max_spread)
                         vs_compiled = contest.speedup(label, "stock+compile") or (None, None, None)
                         row = {**meta, "bench": "compare-swin", "model": model_name, "variant": label,
                                "backend": _backend_of(label, args, device, dtype), "mode": mode,
@@ -189,9 +192,12 @@ def run(args) -> list[dict]:
                                "median_ms": t.median_ms, "p10_ms": t.p10_ms, "p90_ms": t.p90_ms,
                                "repeats": t.repeats, "interleaved": contest.interleaved,
                                "img_per_s": batch / t.median_ms * 1e3, "peak_mem_mb": t.peak_mem_mb,
-                               "speedup_vs_stock": vs_stock[0], "speedup_vs_stock_p10": vs_stock[1],
-                               "speedup_vs_stock_p90": vs_stock[2],
-                               "speedup_vs_stock_compiled": vs_compiled[0]}
+                               "speedup_vs_stock": vs_stock[0],
+                               # interleaved: of the per-round ratios; back to back: the widest both spreads allow
+                               "speedup_vs_stock_p10": judged.p10 if judged else None,
+                               "speedup_vs_stock_p90": judged.p90 if judged else None,
+                               "speedup_vs_stock_compiled": vs_compiled[0],
+                               **noise_fields(contest, label, judged)}
                         rows.append(row)
                         _print([row], header=len(rows) == 1)
                         if not args.no_save:
@@ -212,9 +218,43 @@ def run(args) -> list[dict]:
 
 
 
+def stopping(args, baseline: str) -> Stopping | None:
+    """The adaptive timing of ``args`` (``--adaptive``, the default), or None: fixed warm-up and repeats."""
+    if not args.adaptive:
+        return None
+    return Stopping(baseline=baseline, max_spread=args.max_spread, time_cap_s=args.time_cap,
+                    max_rounds=max(args.max_rounds, args.repeats), max_warmup=max(args.max_warmup, args.warmup))
+
+
+def noise_fields(contest, label: str, judged) -> dict:
+    """How a row's timing ended (warm-up calls, rounds, why they stopped) and whether its speedup is stated."""
+    return {"warmup_calls": contest.warmup_calls.get(label), "rounds": contest.rounds,
+            "stopped": contest.stopped, "speedup_spread": judged.spread if judged else None,
+            "speedup_conclusive": judged.conclusive if judged else None}
+
+
+def add_noise_arguments(parser: argparse.ArgumentParser, time_cap: float) -> None:
+    """The adaptive-timing options shared by compare-swin and compare-models."""
+    parser.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=True,
+                        help="warm up until the times settle (3 calls within 15%%), then run rounds (at least "
+                             "--repeats) until the p10-p90 spread of every speedup is below --max-spread or a cap "
+                             "is hit (default: yes; --no-adaptive: exactly --warmup and --repeats)")
+    parser.add_argument("--max-spread", type=float, default=1.3,
+                        help="a speedup whose p90 / p10 stays at or above this is printed 'inconclusive' "
+                             "(default 1.3)")
+    parser.add_argument("--time-cap", type=float, default=time_cap,
+                        help=f"seconds of rounds per group of contenders (default {time_cap:g})")
+    parser.add_argument("--max-rounds", type=at_least(1), default=30, help="rounds per group at most (default 30)")
+    parser.add_argument("--max-warmup", type=at_least(0), default=10,
+                        help="warm-up calls per contender at most (default 10)")
+
+
 def _ratio(r: dict) -> str:
     if not r["speedup_vs_stock"]:
         return "-"
+    if r.get("speedup_conclusive") is False:
+        return f"inconclusive ({r['speedup_vs_stock_p10']:.2f}-{r['speedup_vs_stock_p90']:.2f})" \
+            if r.get("speedup_vs_stock_p10") is not None else "inconclusive"
     if r.get("speedup_vs_stock_p10") is None:
         return f"{r['speedup_vs_stock']:.2f}x"
     return f"{r['speedup_vs_stock']:.2f}x ({r['speedup_vs_stock_p10']:.2f}-{r['speedup_vs_stock_p90']:.2f})"
@@ -267,13 +307,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--warmup", type=at_least(0), default=None)
     parser.add_argument("--repeats", type=at_least(1), default=None)
-    parser.add_argument("--quick", action="store_true", help="the small preset (Swin-T 224, batch 1, 1 warm-up, "
-                        "3 repeats, eager), the default on a CPU: about 2 minutes on 2 cores")
+    parser.add_argument("--quick", action="store_true", help="the small preset (Swin-T 224, batch 1, at least 1 "
+                        "warm-up and 3 rounds, eager), the default on a CPU: about 1-3 minutes on 2 shared cores")
     parser.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=None,
                         help="time the contenders round-robin, one call each per round, and report the median "
                              "and p10-p90 of the per-round speedups (cancels load changes on a shared machine; "
                              "default: on a CPU)")
     parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results/")
+    add_noise_arguments(parser, time_cap=60.0)
 
 
 def resolve_defaults(args) -> None:

@@ -11,7 +11,7 @@ import platform
 import statistics
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -47,14 +47,70 @@ def time_fn(fn: Callable[[], object], device: torch.device, warmup: int = 3, rep
     return contest.timings["fn"]
 
 
+@dataclass(frozen=True)
+class Stopping:
+    """When the adaptive timing of ``time_contenders`` stops warming up and stops running rounds.
+
+    Warm-up: at least ``warmup`` calls of each contender, then more until its last ``settle_calls`` times lie within
+    ``settle_tol`` of each other (max / min <= 1 + settle_tol; caches, allocator and autotuning have settled), at
+    most ``max_warmup`` calls or ``warmup_cap_s`` seconds each. Rounds: at least ``repeats``, then more until the
+    p10-p90 spread of every contender's speedup over ``baseline`` is below ``max_spread`` (p90 / p10), at most
+    ``max_rounds`` or ``time_cap_s`` seconds of rounds. A ratio whose spread stays wide is "inconclusive"
+    (:func:`verdict`), never a speedup."""
+    baseline: str
+    max_spread: float = 1.3
+    time_cap_s: float = 120.0
+    max_rounds: int = 50
+    settle_calls: int = 3
+    settle_tol: float = 0.15
+    max_warmup: int = 10
+    warmup_cap_s: float = 60.0
+
+
+def settled(times: list[float], calls: int = 3, tol: float = 0.15) -> bool:
+    """Whether the last ``calls`` times of a warm-up agree within ``tol`` (max / min <= 1 + tol)."""
+    last = times[-calls:]
+    return len(last) >= calls and min(last) > 0 and max(last) / min(last) <= 1 + tol
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A speedup with its p10-p90 spread and whether the spread is narrow enough to state it (``conclusive``)."""
+    median: float
+    p10: float
+    p90: float
+    conclusive: bool
+
+    @property
+    def spread(self) -> float:
+        return self.p90 / self.p10 if self.p10 > 0 else float("inf")
+
+    def __str__(self) -> str:
+        interval = f"{self.p10:.2f}-{self.p90:.2f}"
+        return f"{self.median:.2f}x ({interval})" if self.conclusive else f"inconclusive ({interval})"
+
+
+MIN_SAMPLES = 3  # fewer ratios than this have no spread to speak of: never conclusive
+
+
+def verdict(median: float, p10: float, p90: float, max_spread: float = 1.3, samples: int = MIN_SAMPLES) -> Verdict:
+    """A speedup is stated only when its p10-p90 spread (p90 / p10) is below ``max_spread`` and it rests on at
+    least ``MIN_SAMPLES`` measurements (``samples``)."""
+    return Verdict(median, p10, p90, samples >= MIN_SAMPLES and p10 > 0 and p90 / p10 < max_spread)
+
+
 @dataclass
 class Contest:
     """Timings of several contenders measured together (``time_contenders``): each one's ``Timing``, its per-call
-    times, and the contenders that raised."""
+    times, and the contenders that raised; with a ``Stopping``, the warm-up calls each took, the rounds run and
+    why they stopped."""
     timings: dict[str, Timing]
     times: dict[str, list[float]]
     interleaved: bool
     failures: dict[str, BaseException]
+    warmup_calls: dict[str, int] = field(default_factory=dict)
+    rounds: int = 0
+    stopped: str = "fixed repeats"
 
     def speedup(self, name: str, baseline: str) -> tuple[float, float | None, float | None] | None:
         """(median, p10, p90) speedup of ``name`` over ``baseline``: interleaved, of the per-round ratios (baseline
@@ -66,15 +122,32 @@ class Contest:
         ratios = [b / t for b, t in zip(self.times[baseline], self.times[name])]
         return statistics.median(ratios), _percentile(ratios, 0.1), _percentile(ratios, 0.9)
 
+    def verdict(self, name: str, baseline: str, max_spread: float = 1.3) -> Verdict | None:
+        """The speedup of ``name`` over ``baseline`` with its spread: interleaved, of the per-round ratios; back to
+        back, the widest the two spreads allow (baseline p10 / its p90 to baseline p90 / its p10)."""
+        if name not in self.timings or baseline not in self.timings:
+            return None
+        if name == baseline:  # 1 by definition
+            return Verdict(1.0, 1.0, 1.0, True)
+        median, p10, p90 = self.speedup(name, baseline)
+        if p10 is None:
+            b, t = self.timings[baseline], self.timings[name]
+            p10, p90 = b.p10_ms / t.p90_ms, b.p90_ms / t.p10_ms
+        return verdict(median, p10, p90, max_spread, min(len(self.times[name]), len(self.times[baseline])))
+
 
 def time_contenders(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int = 3, repeats: int = 10,
-                    interleave: bool = True) -> Contest:
+                    interleave: bool = True, until: Stopping | None = None) -> Contest:
     """Time each ``fns[name]()`` ``repeats`` times after ``warmup`` calls (CUDA events on a GPU, with peak memory).
 
     ``interleave``: one call of every contender per round, the order alternating (forward, then backward) so none
     always runs first; a load change on a shared machine then hits every contender of a round alike and the
     per-round ratios cancel it (``Contest.speedup``). Otherwise each contender's calls run back to back. A
     contender that raises is dropped and reported in ``failures``.
+
+    ``until``: adaptive (``Stopping``): warm up each contender until its times settle, then run rounds (at least
+    ``repeats``) until every speedup over ``until.baseline`` is tight or a cap is hit; back to back, each
+    contender's calls continue until its own p10-p90 spread is below ``until.max_spread``.
     """
     failures: dict[str, BaseException] = {}
     live = dict(fns)
@@ -112,25 +185,75 @@ def time_contenders(fns: dict[str, Callable[[], object]], device: torch.device, 
             if device.type == "cuda":
                 peaks[name] = max(peaks.get(name, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
 
+    warmups: dict[str, int] = {}
+
+    def warm(name: str) -> None:
+        done: list[float] = []
+        start = time.perf_counter()
+        while name in live:
+            if len(done) >= warmup and (until is None or settled(done, until.settle_calls, until.settle_tol)
+                                        or len(done) >= until.max_warmup
+                                        or time.perf_counter() - start > until.warmup_cap_s):
+                break
+            t = call(name)
+            if t is not None:
+                done.append(t)
+        warmups[name] = len(done)
+
+    def tight(names: list[str]) -> bool:
+        """Interleaved: every speedup over the baseline (per-round ratios) has a narrow p10-p90 spread; back to
+        back: every time has."""
+        for name in names:
+            if interleave:
+                if name == until.baseline or until.baseline not in live:
+                    continue
+                values = [b / t for b, t in zip(times[until.baseline], times[name])]
+            else:
+                values = times[name]
+            if values and not verdict(statistics.median(values), _percentile(values, 0.1),
+                                      _percentile(values, 0.9), until.max_spread, len(values)).conclusive:
+                return False
+        return True
+
+    stopped = "fixed repeats"
+    rounds = 0
     if interleave:
         for name in list(fns):
-            for _ in range(warmup):
-                if name in live:
-                    call(name)
-        for r in range(repeats):
-            for name in (list(live) if r % 2 == 0 else list(live)[::-1]):
+            warm(name)
+        start = time.perf_counter()
+        while live:
+            if rounds >= repeats:
+                if until is None:
+                    break
+                if tight(list(live)):
+                    stopped = f"spread below {until.max_spread:g}x"
+                    break
+                if rounds >= until.max_rounds:
+                    stopped = f"max rounds ({until.max_rounds}) with a wide spread"
+                    break
+                if time.perf_counter() - start > until.time_cap_s:
+                    stopped = f"time cap ({until.time_cap_s:g} s) with a wide spread"
+                    break
+            for name in (list(live) if rounds % 2 == 0 else list(live)[::-1]):
                 timed(name)
+            rounds += 1
     else:
         for name in list(fns):
-            for _ in range(warmup):
-                if name in live:
-                    call(name)
-            for _ in range(repeats):
-                if name in live:
-                    timed(name)
+            warm(name)
+            start = time.perf_counter()
+            n = 0
+            while name in live:
+                if n >= repeats and (until is None or tight([name]) or n >= until.max_rounds
+                                     or time.perf_counter() - start > until.time_cap_s):
+                    break
+                timed(name)
+                n += 1
+            rounds = max(rounds, n)
+        if until is not None:
+            stopped = "back to back: until each time's spread is narrow or a cap"
     timings = {name: Timing(statistics.median(ts), _percentile(ts, 0.1), _percentile(ts, 0.9), len(ts),
                             peaks.get(name)) for name, ts in times.items() if name in live and ts}
-    return Contest(timings, {name: times[name] for name in timings}, interleave, failures)
+    return Contest(timings, {name: times[name] for name in timings}, interleave, failures, warmups, rounds, stopped)
 
 
 def _version(dist: str) -> str:

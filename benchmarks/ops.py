@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -42,6 +42,8 @@ class Case:
     candidates: dict                 # name -> fn(**inputs) -> Tensor (the first is the baseline of the group)
     flops: int                       # forward FLOPs (backward counted as 2×)
     bytes: int                       # minimal forward traffic: inputs read + output written
+    backward_flops: int | None = None  # the spec's backward FLOPs, when it has a formula (else 2× forward)
+    backward_bytes: int | None = None  # the spec's minimal backward traffic, when it says (else 2× forward)
 
 
 def _stages(model: str, quick: bool):
@@ -180,6 +182,51 @@ def spec_cases(spec: OpSpec, model: str, dtype, device, quick: bool):
                    spec.forward_flops(call), spec.io_bytes(call, output))
 
 
+# An op's own benchmark workloads (``SPEC.extra["benchmarks"]``) on a CPU / with --quick: batch 1, the map's sides
+# divided by this (heads and channels kept)
+QUICK_SHRINK = 4
+
+
+def workload_cases(spec: OpSpec, dtype, device, quick: bool):
+    """Cases of an op at the workloads its spec names (``spec.extra["benchmarks"]``, e.g. ms_deform_attn at
+    Mask2Former's pixel decoder: 512² and 640² inputs, batch 16), instead of the Swin stages; with ``quick``
+    each shrunk to batch 1 and sides / ``QUICK_SHRINK`` (heads and channels kept). The reference first, then
+    every backend that runs here; FLOPs and forward/backward traffic from the spec."""
+    for name, size in spec.extra["benchmarks"].items():
+        if quick:
+            size = replace(size, name=f"{name} (quick: batch 1, sides / {QUICK_SHRINK})", batch=1,
+                           height=max(1, size.height // QUICK_SHRINK), width=max(1, size.width // QUICK_SHRINK))
+        call = spec.sample(size, dtype, device)
+        names = _backends(spec.name, *spec.arguments(call))
+        candidates = {f"op:{b}": (lambda b: lambda **kw: spec.function(**kw, backend=b))(b)
+                      for b in ["reference"] + [b for b in spec.preference[::-1] if b in names and b != "reference"]}
+        with torch.no_grad():
+            output = spec.run(call.to(device="meta"), "reference")
+        backward_bytes = spec.extra.get("io_bytes_backward")
+        yield Case(spec.name, f"{size.name} {_label(call)}", lambda c=call: dict(c.to().kwargs), candidates,
+                   spec.forward_flops(call), spec.io_bytes(call, output),
+                   backward_flops=spec.backward_flops_of(call),
+                   backward_bytes=backward_bytes(call) if backward_bytes else None)
+
+
+def grads_repeatable(case: Case, fn) -> bool:
+    """Whether two forward+backward passes on the same inputs and output gradient give bitwise-equal gradients
+    (a backward that accumulates with atomics in a varying order does not)."""
+    inputs = case.inputs()
+    leaves = [t for v in inputs.values() for t in (v if isinstance(v, (list, tuple)) else [v])
+              if isinstance(t, torch.Tensor) and t.requires_grad]
+    out = fn(**inputs)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(0)).to(out)
+    runs = []
+    for _ in range(2):
+        for t in leaves:
+            t.grad = None
+        fn(**inputs).backward(grad)
+        runs.append([t.grad.clone() if t.grad is not None else None for t in leaves])
+    return all((a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+               for a, b in zip(*runs))
+
+
 def _measure(case: Case, name: str, fn, mode: str, device, warmup: int, repeats: int):
     inputs = case.inputs()
     leaves = [t for v in inputs.values() for t in (v if isinstance(v, (list, tuple)) else [v])
@@ -208,14 +255,20 @@ def run(args) -> list[dict]:
               "FlexAttention is timed forward only (it has no CPU backward).")
     models = list(QUICK) if quick else args.models
     rows = []
+    own = [op for op in args.ops if op in WORKLOAD_OPS]  # timed at their own workloads, once, not per model
     warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
     for dtype_name in args.dtypes:
         dtype = DTYPES[dtype_name]
         if device.type == "cpu" and dtype != torch.float32:
             continue  # CPU half-precision matmuls say nothing useful
-        for model in models:
+        for model in [None] + models:
             cases = []
-            for op in args.ops:
+            if model is None:
+                for op in own:
+                    cases += workload_cases(spec(op), dtype, device, quick)
+            for op in args.ops if model is not None else ():
+                if op in own:
+                    continue
                 if op == "shifted_window_attention":
                     cases += attention_cases(model, dtype, device, quick, args.baselines)
                 else:
@@ -233,13 +286,18 @@ def run(args) -> list[dict]:
                                   flush=True)
                             continue
                         base = base or t.median_ms
-                        flops = case.flops * (3 if mode == "forward+backward" else 1)
-                        traffic = case.bytes * (3 if mode == "forward+backward" else 1)
+                        backward = mode == "forward+backward"
+                        flops = case.flops + (case.backward_flops if case.backward_flops is not None
+                                              else 2 * case.flops) * backward
+                        traffic = case.bytes + (case.backward_bytes if case.backward_bytes is not None
+                                                else 2 * case.bytes) * backward
                         row = {**meta, "bench": "ops", "op": case.op, "shape": case.shape, "impl": name,
                                "mode": mode, "dtype": dtype_name, "median_ms": t.median_ms,
                                "p10_ms": t.p10_ms, "p90_ms": t.p90_ms, "peak_mem_mb": t.peak_mem_mb,
                                "tflops": flops / t.median_ms / 1e9, "gbps": traffic / t.median_ms / 1e6,
-                               "speedup_vs_first": base / t.median_ms}
+                               "speedup_vs_first": base / t.median_ms,
+                               "grads_bitwise_repeatable": (grads_repeatable(case, fn)
+                                                            if backward and case.op in own else None)}
                         rows.append(row)
                         _print([row], header=len(rows) == 1)
                         if not args.no_save:  # row by row: a run killed later keeps what it measured
@@ -253,15 +311,20 @@ def run(args) -> list[dict]:
 def _print(rows, header: bool = True):
     if header:
         print(f"{'op':<24} {'shape':<44} {'impl':<26} {'mode':<16} {'dtype':<5} {'ms':>9} {'TFLOP/s':>8} "
-              f"{'GB/s':>8} {'peak MB':>8} {'vs 1st':>7}")
+              f"{'GB/s':>8} {'peak MB':>8} {'vs 1st':>7} {'grads bitwise':>13}")
     for r in rows:
         mem = f"{r['peak_mem_mb']:.0f}" if r["peak_mem_mb"] is not None else "n/a"
         print(f"{r['op']:<24} {r['shape']:<44} {r['impl']:<26} {r['mode']:<16} {r['dtype']:<5} "
-              f"{r['median_ms']:>9.3f} {r['tflops']:>8.3f} {r['gbps']:>8.1f} {mem:>8} {r['speedup_vs_first']:>6.2f}x",
-              flush=True)
+              f"{r['median_ms']:>9.3f} {r['tflops']:>8.3f} {r['gbps']:>8.1f} {mem:>8} {r['speedup_vs_first']:>6.2f}x "
+              f"{_repeatable(r.get('grads_bitwise_repeatable')):>13}", flush=True)
+
+
+def _repeatable(value) -> str:
+    return "" if value is None else "repeatable" if value else "DIFFER"
 
 
 OPS = tuple(specs())  # every op folder's spec
+WORKLOAD_OPS = tuple(op for op in OPS if specs()[op].extra.get("benchmarks"))  # ops with their own workloads
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ SUITE_FIELDS = {
     "compare_swin": ("model", "img_size", "batch", "mode", "variant", "img_per_s", "speedup_vs_stock"),
     "ops": ("op", "impl", "shape", "mode", "dtype", "speedup_vs_first"),
     "flops": ("model",),
+    "compare_models": ("model", "mode", "dtype", "batch", "crop", "backend", "median_ms", "speedup_vs_torch"),
 }
 
 
@@ -107,6 +108,8 @@ NOISY_SPREAD = 2.0  # p90 / p10 above this: the run was too noisy for its ratio 
 
 def ratio_caveat(row: dict, base: dict) -> str | None:
     """Why the ratio of ``row`` to its baseline ``base`` (same run) is not to be trusted, or None."""
+    if row.get("speedup_conclusive") is False:
+        return f"inconclusive: speedup p10-p90 spread {row.get('speedup_spread') or 0:.2f}x stayed wide"
     resolution = RESOLUTION_MS.get(row.get("device_type"), 0.0)
     if min(row["median_ms"], base["median_ms"]) < resolution:
         return f"below timer resolution (< {resolution} ms)"
@@ -162,14 +165,23 @@ def _plot_compare_swin(device: str, rs: list[dict], path: Path) -> Path:
     y = list(range(len(groups)))
     speedups = [sum(r["speedup_vs_stock"] or 0 for r in g) / len(g) for g in groups.values()]
     colors = ["0.6" if k[3].startswith("stock") else "tab:blue" for k in groups]
-    left.barh(y, speedups, color=colors)
+    # error bars: the p10-p90 of the speedup (of the first batch of each group); hatched when inconclusive
+    low = [max(0.0, v - (g[0].get("speedup_vs_stock_p10") or v)) for v, g in zip(speedups, groups.values())]
+    high = [max(0.0, (g[0].get("speedup_vs_stock_p90") or v) - v) for v, g in zip(speedups, groups.values())]
+    unsure = [any(r.get("speedup_conclusive") is False for r in g) for g in groups.values()]
+    bars = left.barh(y, speedups, color=colors, xerr=[low, high], error_kw={"ecolor": "k", "capsize": 3,
+                                                                             "lw": 0.8})
+    for bar, inconclusive in zip(bars, unsure):
+        if inconclusive:
+            bar.set_hatch("///")
+            bar.set_alpha(0.4)
     left.axvline(1.0, color="k", lw=0.8)
     left.set_yticks(y, labels, fontsize=8)
     left.invert_yaxis()
-    left.set_xlabel("speedup vs stock timm eager (same run; > 1 is faster)", fontsize=9)
-    left.set_title("speedup vs stock eager (gray: stock)", fontsize=10)
-    for i, v in enumerate(speedups):
-        left.text(v, i, f" {v:.2f}x", va="center", fontsize=7)
+    left.set_xlabel("speedup vs stock timm eager (same run; > 1 is faster; bars: p10-p90)", fontsize=9)
+    left.set_title("speedup vs stock eager (gray: stock; hatched: inconclusive)", fontsize=10)
+    for i, (v, inconclusive) in enumerate(zip(speedups, unsure)):
+        left.text(v + high[i], i, " inconclusive" if inconclusive else f" {v:.2f}x", va="center", fontsize=7)
     left.margins(x=0.12)
     if max(len({r["batch"] for r in g}) for g in groups.values()) > 1:
         for label, g in zip(labels, groups.values()):
@@ -193,6 +205,64 @@ def _plot_compare_swin(device: str, rs: list[dict], path: Path) -> Path:
         batch = next(iter(groups.values()))[0]["batch"]
         right.set_xlabel("images / s", fontsize=9)
         right.set_title(f"throughput at batch {batch}", fontsize=10)
+    note = " (CPU run: CPU numbers, not GPU numbers)" if rs[0]["device_type"] == "cpu" else ""
+    fig.suptitle(f"{device}{note}", fontsize=10)
+    return _save(fig, path)
+
+
+def report_compare_models(rows: list[dict], out: Path) -> list[Path]:
+    """compare-models: a table, and a plot of each fused/plain speedup with its p10-p90 as error bars (hatched
+    where inconclusive) and, where measured, the peak-memory ratio."""
+    written = []
+    md = ["# compare-models: fused (auto) vs plain (torch)", ""]
+    for device, rs in _by_device(rows).items():
+        rs = _with_caveats(rs, ("model", "mode", "dtype", "batch", "crop"))
+        md += [_header(rs), "", _table(rs, [("model", "model"), ("mode", "mode"), ("dtype", "dtype"),
+                                            ("batch", "batch"), ("crop", "crop"), ("backend", "backend"),
+                                            ("ms", "median_ms"), ("img/s", "img_per_s"), ("peak MB", "peak_mem_mb"),
+                                            ("GFLOPs", "gflops"), ("vs torch", "speedup_vs_torch"),
+                                            ("mem vs torch", "mem_ratio_vs_torch"), ("reduced", "reduced"),
+                                            ("caveat", "caveat")]), ""]
+        written.append(_plot_compare_models(device, rs, out / f"compare_models_{_slug(device)}.png"))
+    path = out / "compare_models.md"
+    path.write_text("\n".join(md))
+    return [path, *written]
+
+
+def _plot_compare_models(device: str, rs: list[dict], path: Path) -> Path:
+    plt = _plt()
+    fused = [r for r in rs if r["backend"] != "torch" and r.get("speedup_vs_torch")]
+    labels = [f"{r['model']} {r['mode']} {r['dtype']} b{r['batch']} {r['crop']}" for r in fused]
+    y = list(range(len(fused)))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, max(3.0, 0.35 * len(fused) + 1.5)))
+    speedups = [r["speedup_vs_torch"] for r in fused]
+    low = [max(0.0, r["speedup_vs_torch"] - (r.get("speedup_vs_torch_p10") or r["speedup_vs_torch"])) for r in fused]
+    high = [max(0.0, (r.get("speedup_vs_torch_p90") or r["speedup_vs_torch"]) - r["speedup_vs_torch"]) for r in fused]
+    bars = left.barh(y, speedups, color="tab:blue", xerr=[low, high],
+                     error_kw={"ecolor": "k", "capsize": 3, "lw": 0.8})
+    for i, (bar, r) in enumerate(zip(bars, fused)):
+        unsure = r.get("speedup_conclusive") is False
+        if unsure:
+            bar.set_hatch("///")
+            bar.set_alpha(0.4)
+        left.text(speedups[i] + high[i], i, " inconclusive" if unsure else f" {speedups[i]:.2f}x", va="center",
+                  fontsize=7)
+    left.axvline(1.0, color="k", lw=0.8)
+    left.set_yticks(y, labels, fontsize=8)
+    left.invert_yaxis()
+    left.margins(x=0.15)
+    left.set_xlabel("speedup of auto over torch (same run; bars: p10-p90)", fontsize=9)
+    left.set_title("fused vs plain (hatched: inconclusive)", fontsize=10)
+    mem = [r.get("mem_ratio_vs_torch") for r in fused]
+    if any(m is not None for m in mem):
+        right.barh(y, [m or 0 for m in mem], color="tab:green")
+        right.axvline(1.0, color="k", lw=0.8)
+        right.set_yticks(y, [""] * len(y))
+        right.invert_yaxis()
+        right.set_xlabel("peak memory, auto / torch (< 1 saves memory)", fontsize=9)
+    else:
+        right.axis("off")
+        right.text(0.5, 0.5, "peak memory not measured on this device", ha="center", va="center", fontsize=9)
     note = " (CPU run: CPU numbers, not GPU numbers)" if rs[0]["device_type"] == "cpu" else ""
     fig.suptitle(f"{device}{note}", fontsize=10)
     return _save(fig, path)
@@ -294,7 +364,8 @@ def _slug(text: str) -> str:
 def run(args) -> list[Path]:
     src = Path(args.results) if args.results else harness.RESULTS
     written = []
-    for name, fn in (("compare_swin", report_compare_swin), ("ops", report_ops), ("flops", report_flops)):
+    for name, fn in (("compare_swin", report_compare_swin), ("compare_models", report_compare_models),
+                     ("ops", report_ops), ("flops", report_flops)):
         try:
             rows = latest_runs(src / f"{name}.jsonl", COMMON_FIELDS + SUITE_FIELDS[name])
         except ResultsError as e:  # the command's one-line error, not a traceback

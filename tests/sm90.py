@@ -326,8 +326,8 @@ def _src_block_ops_tests(calls: list) -> None:
 
 
 def _src_benchmarks(calls: list) -> None:
-    """benchmarks/ops.py at every MODELS shape and dtype: its cases' ``op:triton`` candidates, forward and
-    backward (the suite times both)."""
+    """benchmarks/ops.py at every MODELS shape and dtype, and the ops with their own workloads there: its cases'
+    ``op:triton`` candidates, forward and backward (the suite times both)."""
     from benchmarks import ops as bench
     original = bench._backends
     bench._backends = lambda op, *args: ["triton"]
@@ -335,10 +335,14 @@ def _src_benchmarks(calls: list) -> None:
         for model, (dname, dtype) in itertools.product(bench.MODELS, bench.DTYPES.items()):
             cases = [*bench.attention_cases(model, dtype, META, False, baselines=())]
             for name, spec in bench.specs().items():
-                if name != "shifted_window_attention":
+                if name != "shifted_window_attention" and name not in bench.WORKLOAD_OPS:
                     cases += bench.spec_cases(spec, model, dtype, META, False)
             for case in cases:
                 with _capturing_calls(calls, f"benchmarks.ops {model} {dname} {case.op}"):
+                    case.candidates["op:triton"](**case.inputs())
+        for (dname, dtype), name in itertools.product(bench.DTYPES.items(), bench.WORKLOAD_OPS):
+            for case in bench.workload_cases(bench.specs()[name], dtype, META, False):  # the ops' own workloads
+                with _capturing_calls(calls, f"benchmarks.ops {dname} {case.shape}"):
                     case.candidates["op:triton"](**case.inputs())
     finally:
         bench._backends = original

@@ -32,8 +32,8 @@ def test_dry_run_skips_every_gpu_phase_and_writes_the_files(tmp_path):
     summary = json.loads((tmp_path / "gpu_summary.json").read_text())
     assert summary["git_sha"] == "0123abc" and summary["gpu"] is False and summary["finished"]
     phases = {p["phase"]: p["status"] for p in summary["phases"]}
-    assert list(phases) == ["env", "build", "tests-triton", "tests-cuda", "kernels", "headline", "profile",
-                            "compile", "block-tests", "block-kernels", "block-bf16-eager", "block-bf16-compile",
+    assert list(phases) == ["env", "build", "tests-triton", "tests-cuda", "kernels", "headline",
+                            "tests-decoders", "profile", "deform-table", "models", "compile", "block-tests", "block-kernels", "block-bf16-eager", "block-bf16-compile",
                             "block-amp-eager", "block-bf16-autotune", "block-amp-compile", "tests-rest", "summary"]
     # the sources of every fused backend this run would test, hashed: the evidence is tied to the code
     from semask_kernels import evidence
@@ -130,3 +130,38 @@ def test_phases_are_one_list_in_order_of_value_and_find_variant_test_files(tmp_p
         "tests/ops/test_shifted_window_attention_triton.py", "tests/ops/test_shifted_window_attention_triton_onepass.py",
         "tests/ops/test_window_attention_triton.py"]
     assert driver.attention_test_files("cuda") == ["tests/ops/test_shifted_window_attention_cuda.py"]
+
+
+def test_the_benchmark_presets_parse():
+    """The GPU phases' command lines are valid benchmark commands (a typo would only show on a lent GPU)."""
+    from benchmarks.__main__ import build_parser
+    driver = _driver()
+    parser = build_parser()
+    models = parser.parse_args(driver.MODELS_PRESET)
+    assert models.models == ["semask_swin_t_fpn", "semask_swin_l_mask2former"] and models.modes == ["train",
+                                                                                                     "inference"]
+    assert models.dtypes == ["bf16"] and models.adaptive
+    table = parser.parse_args(driver.DEFORM_TABLE)
+    assert table.ops == ["ms_deform_attn"] and table.dtypes == ["bf16", "fp32"]
+    assert "tests/ops/test_conformance.py" in driver.DECODER_TESTS
+    assert all((ROOT / f).is_file() for f in driver.DECODER_TESTS)
+
+
+def test_the_summary_states_inconclusive_ratios_as_such(tmp_path):
+    driver = _driver()
+    session = driver.Session(tmp_path, budget=60, jobs=1)
+    rows = [{"bench": "compare-swin", "variant": "patched[torch]", "backend": "torch", "mode": "train",
+             "dtype": "bf16", "batch": 128, "speedup_vs_stock": 3.62, "speedup_vs_stock_p10": 0.46,
+             "speedup_vs_stock_p90": 2.31, "speedup_conclusive": False},
+            {"bench": "compare-swin", "variant": "patched[triton]", "backend": "triton", "mode": "train",
+             "dtype": "bf16", "batch": 128, "speedup_vs_stock": 1.4, "speedup_vs_stock_p10": 1.35,
+             "speedup_vs_stock_p90": 1.45, "speedup_conclusive": True},
+            {"bench": "compare-models", "backend": "auto", "model": "semask_swin_t_fpn", "mode": "train",
+             "dtype": "bf16", "batch": 8, "crop": "512x512", "speedup_vs_torch": 1.6, "speedup_vs_torch_p10": 1.5,
+             "speedup_vs_torch_p90": 1.7, "speedup_conclusive": True, "mem_ratio_vs_torch": 0.7}]
+    (tmp_path / "bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    driver._headline(session)
+    train = session.summary["headline"]["train bf16 batch 128"]
+    assert train == {"patched[torch] (torch)": "inconclusive (0.46-2.31)", "patched[triton] (triton)": 1.4}
+    assert session.summary["models"] == {"semask_swin_t_fpn train bf16 batch 8 512x512": {
+        "speedup_vs_torch": 1.6, "mem_ratio_vs_torch": 0.7}}

@@ -8,6 +8,7 @@ from benchmarks import harness
 def test_compare_swin_quick_runs_and_saves(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(harness, "RESULTS", tmp_path)
     cli.main(["compare-swin", "--quick", "--modes", "inference", "train", "--warmup", "0", "--repeats", "1",
+              "--max-rounds", "2", "--max-warmup", "1",
               "--img-size", "64"])
     captured = capsys.readouterr()
     out = captured.out
@@ -32,6 +33,12 @@ def test_compare_swin_quick_runs_and_saves(tmp_path, monkeypatch, capsys):
     # on the CPU the contenders are timed round-robin, with the spread of the per-round speedups
     for r in rows:
         assert r["interleaved"] and r["speedup_vs_stock_p10"] <= r["speedup_vs_stock"] <= r["speedup_vs_stock_p90"]
+    # adaptive timing: every row says how its timing ended and whether its speedup is stated
+    for r in rows:
+        assert r["warmup_calls"] == 1 and 1 <= r["rounds"] <= 2 and r["stopped"]
+        # at most 2 rounds: too few to state a speedup (stock against itself is 1 by definition)
+        assert r["speedup_conclusive"] == (r["variant"] == "stock")
+    assert "inconclusive" in out and "inconclusive" in (tmp_path / "compare_swin.md").read_text()
 
 
 def test_the_stock_baselines_are_timm_as_timm_builds_it_and_its_sdpa_path():
