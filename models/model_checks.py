@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from semask_kernels._env import BACKEND_NAMES
+from semask_kernels._env import BACKEND_NAMES, is_backend_name
 
 from .validation import INT64, apply, boolean, integer, one_of, real, sequence
 
 
 def _backend(value):
-    ok = isinstance(value, str) and value.lower() in BACKEND_NAMES
-    return None if ok else f"one of {list(BACKEND_NAMES)}"
+    ok = isinstance(value, str) and is_backend_name(value.lower())
+    return None if ok else f"one of {list(BACKEND_NAMES)} or a variant '<backend>.<variant>'"
 
 
 RULES = {

@@ -33,6 +33,9 @@ from . import _env
 logger = logging.getLogger("semask_kernels")
 
 BACKENDS = ("reference", "torch", "triton", "cuda")
+# A *variant* is a further backend of an op named "<backend>.<variant>" (e.g. "triton.onepass"): new kernels
+# land beside the verified ones as a variant (registered verified=False), selectable by name, listed, tested by
+# the conformance suite and timed like any backend; ``base(name)`` is the backend it is a variant of.
 Reason = Optional[str]
 UNVERIFIED_NOTE = ("not yet verified on GPU hardware (its gpu-marked tests have not passed on a GPU): used only "
                    "when asked for by name or with SEMASK_ALLOW_UNVERIFIED=1")
@@ -74,9 +77,18 @@ _REGISTRY: dict[str, dict[str, Backend]] = {}
 _PREFERENCE: dict[str, tuple[str, ...]] = {}
 
 
+def base(name: str) -> str:
+    """The backend a variant belongs to: ``base("triton.onepass") == "triton"``; a backend is its own base."""
+    return name.split(".", 1)[0]
+
+
+def _valid_name(name: str) -> bool:
+    return name in BACKENDS or (base(name) in BACKENDS and _env.VARIANT_NAME.fullmatch(name) is not None)
+
+
 def register_op(op: str, preference: tuple[str, ...]) -> None:
     """Declare an op and the order in which ``auto`` tries its backends."""
-    unknown = [b for b in preference if b not in BACKENDS]
+    unknown = [b for b in preference if not _valid_name(b)]
     if unknown:
         raise ValueError(f"register_op({op!r}): unknown backends {unknown}; known: {BACKENDS}")
     _REGISTRY.setdefault(op, {})
@@ -92,8 +104,9 @@ def register_backend(op: str, name: str, *, forward: Callable, backward: Callabl
     ``plain``: a differentiable function of the op's arguments that the public op calls directly."""
     if op not in _REGISTRY:
         raise KeyError(f"register_backend: op {op!r} is not declared; call register_op first")
-    if name not in BACKENDS:
-        raise ValueError(f"register_backend: backend must be one of {BACKENDS}, got {name!r}")
+    if not _valid_name(name):
+        raise ValueError(f"register_backend: backend must be one of {BACKENDS} or a variant "
+                         f"'<backend>.<variant>' of one, got {name!r}")
     _REGISTRY[op][name] = Backend(name, forward, backward, available, supports, verified, plain)
 
 
@@ -113,12 +126,22 @@ def get_backend(op: str, name: str) -> Backend:
                            f"(implemented: {sorted(_REGISTRY.get(op, {}))})") from None
 
 
-def _normalize(backend: str) -> str:
+def names(op: str) -> list[str]:
+    """Every backend name registered for ``op``: the backends in BACKENDS order, then its variants in the order
+    they were registered."""
+    registered = _REGISTRY.get(op, {})
+    return [b for b in BACKENDS if b in registered] + [b for b in registered if b not in BACKENDS]
+
+
+def _normalize(backend: str, op: str) -> str:
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str, one of {_env.BACKEND_NAMES}; got {type(backend).__name__}")
     name = backend.lower()
-    if name not in _env.BACKEND_NAMES:
-        raise ValueError(f"backend must be one of {_env.BACKEND_NAMES}, got {backend!r}")
+    if not _env.is_backend_name(name):
+        variants = [b for b in names(op) if b not in BACKENDS]
+        raise ValueError(f"backend must be one of {_env.BACKEND_NAMES}"
+                         + (f" or a variant of {op} ({', '.join(variants)})" if variants else "")
+                         + f", got {backend!r}")
     if name == "auto":
         name = _env.default_backend()
     return name
@@ -137,7 +160,7 @@ def why_not(op: str, name: str, *args) -> Reason:
 
 def choose_backend(op: str, requested: str, *args) -> str:
     """Resolve ``requested`` ("auto" or a backend name) to the backend that runs ``op`` on ``args``."""
-    name = _normalize(requested)
+    name = _normalize(requested, op)
     if name != "auto":
         reason = why_not(op, name, *args)
         if reason is not None:
@@ -146,7 +169,7 @@ def choose_backend(op: str, requested: str, *args) -> str:
     skipped = []
     for candidate in _PREFERENCE[op]:
         reason = why_not(op, candidate, *args)
-        if reason is None and candidate == "triton" and _env.triton_interpret():
+        if reason is None and base(candidate) == "triton" and _env.triton_interpret():
             reason = INTERPRETER_NOTE
         if reason is None and not _REGISTRY[op][candidate].verified and not _env.allow_unverified():
             reason = UNVERIFIED_NOTE
@@ -169,7 +192,8 @@ def resolve(op: str, backend: str, *args) -> str:
 
 
 def available_backends() -> dict[str, dict[str, tuple[bool, str]]]:
-    """``{op: {backend: (ok, reason)}}`` for every op and every backend name, in this process.
+    """``{op: {backend: (ok, reason)}}`` for every op and every backend name (and every variant the op
+    registers), in this process.
 
     This answers "could it run at all here", not for a particular input: a backend that is available may still
     decline a given tensor (for example a CPU tensor for the CUDA backend).
@@ -177,10 +201,10 @@ def available_backends() -> dict[str, dict[str, tuple[bool, str]]]:
     table = {}
     for op in sorted(_REGISTRY):
         table[op] = {}
-        for name in BACKENDS:
+        for name in list(BACKENDS) + [b for b in names(op) if b not in BACKENDS]:
             reason = why_not(op, name)
             note = "available"
-            if reason is None and name == "triton" and _env.triton_interpret():
+            if reason is None and base(name) == "triton" and _env.triton_interpret():
                 note = "available only under the interpreter (TRITON_INTERPRET=1): CPU tensors, by name"
             elif reason is None and not _REGISTRY[op][name].verified:
                 note = "available, but " + UNVERIFIED_NOTE

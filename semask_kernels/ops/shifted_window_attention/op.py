@@ -9,7 +9,7 @@ from torch import Tensor
 from ... import _checks, backends
 from .._autograd import empty_result
 from .._spec import register_flops
-from . import cuda, reference, torch_path, triton
+from . import cuda, reference, torch_path, triton, triton_onepass
 from .spec import PAD_ORDERS, SPEC
 
 OP = SPEC.name
@@ -20,6 +20,8 @@ backends.register_module(OP, "torch", torch_path, verified=True)
 backends.register_module(OP, "cuda", cuda, verified=True)
 # every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-c29f02c
 backends.register_module(OP, "triton", triton, verified=True)
+# all-heads forward and one-pass backward (kernels/window_attention_onepass.py): no GPU run has tested it yet
+backends.register_module(OP, "triton.onepass", triton_onepass, verified=False)
 
 
 @torch.library.custom_op("semask_kernels::shifted_window_attention", mutates_args=())
@@ -134,7 +136,8 @@ def shifted_window_attention(qkv: Tensor, bias_table: Tensor, *, num_heads: int,
         qkv_bias: (3C,) bias of the qkv Linear: the q, k, v of padded tokens (zeros when None). Gets a gradient.
         pad_order: "roll_then_pad" (timm) or "pad_then_roll" (official Swin segmentation / mmseg / SeMask).
         mask_value: additive value between tokens of different shift regions (-100 as in timm).
-        backend: "auto", "reference", "torch", "triton" or "cuda".
+        backend: "auto", "reference", "torch", "triton", "cuda", or the variant "triton.onepass" (all heads of a
+            window per program forward, one-pass backward; not yet verified on a GPU).
 
     Returns:
         (B, H, W, C): the attention output at each token's own position, the input of ``proj``.

@@ -95,7 +95,8 @@ CASES = (
 SPEC = OpSpec(
     name="shifted_window_attention",
     preference=("triton", "cuda", "torch", "reference"),  # triton measured faster (H200, Swin-T)
-    dtypes={"reference": ALL_FLOATS, "torch": ALL_FLOATS, "triton": FP32 + LOW, "cuda": FP32 + LOW},
+    dtypes={"reference": ALL_FLOATS, "torch": ALL_FLOATS, "triton": FP32 + LOW, "cuda": FP32 + LOW,
+            "triton.onepass": FP32 + LOW},
     sample=sample,
     flops=flops,
     cases=CASES,
