@@ -28,7 +28,7 @@ from typing import Callable, Optional
 
 import torch
 
-from . import _env
+from . import _choice, _env
 
 logger = logging.getLogger("semask_kernels")
 
@@ -75,6 +75,8 @@ def _anything(*args, **kwargs) -> Reason:
 
 _REGISTRY: dict[str, dict[str, Backend]] = {}
 _PREFERENCE: dict[str, tuple[str, ...]] = {}
+_SHAPE_CLASS: dict[str, Callable[..., str]] = {}
+PAIR = "/"  # "triton/cuda": the forward on triton, the backward on cuda (what auto passes to a custom op)
 
 
 def base(name: str) -> str:
@@ -86,13 +88,16 @@ def _valid_name(name: str) -> bool:
     return name in BACKENDS or (base(name) in BACKENDS and _env.VARIANT_NAME.fullmatch(name) is not None)
 
 
-def register_op(op: str, preference: tuple[str, ...]) -> None:
-    """Declare an op and the order in which ``auto`` tries its backends."""
+def register_op(op: str, preference: tuple[str, ...], shape_class: Optional[Callable[..., str]] = None) -> None:
+    """Declare an op and the order in which ``auto`` tries its backends. ``shape_class(*args)``: the key of the
+    op's rows in the committed choice table (``_choice.py``); without it ``auto`` only uses the preference."""
     unknown = [b for b in preference if not _valid_name(b)]
     if unknown:
         raise ValueError(f"register_op({op!r}): unknown backends {unknown}; known: {BACKENDS}")
     _REGISTRY.setdefault(op, {})
     _PREFERENCE[op] = tuple(preference)
+    if shape_class is not None:
+        _SHAPE_CLASS[op] = shape_class
 
 
 def register_backend(op: str, name: str, *, forward: Callable, backward: Callable,
@@ -158,21 +163,53 @@ def why_not(op: str, name: str, *args) -> Reason:
     return reason
 
 
-def choose_backend(op: str, requested: str, *args) -> str:
-    """Resolve ``requested`` ("auto" or a backend name) to the backend that runs ``op`` on ``args``."""
+def _auto_reason(op: str, name: str, *args) -> Reason:
+    """Why ``auto`` does not run ``name`` on ``args`` (cannot run, interpreted Triton, unverified), or None."""
+    reason = why_not(op, name, *args)
+    if reason is None and base(name) == "triton" and _env.triton_interpret():
+        reason = INTERPRETER_NOTE
+    if reason is None and not _REGISTRY[op][name].verified and not _env.allow_unverified():
+        reason = UNVERIFIED_NOTE
+    return reason
+
+
+def _from_table(op: str, direction: str, *args) -> Optional[str]:
+    """The committed choice table's backend for this call's (op, direction, shape class), if it names one that
+    ``auto`` may run here (verified, able to run these arguments); else None and the preference order decides."""
+    shape_class = _SHAPE_CLASS.get(op)
+    if shape_class is None or not args:
+        return None
+    key = (op, direction, shape_class(*args))
+    name = _choice.table().get(key)
+    if name is None:
+        return None
+    reason = (f"no {name} implementation of {op}" if name not in _REGISTRY[op] else
+              "not verified on GPU hardware (auto uses only verified backends from the choice table)"
+              if not _REGISTRY[op][name].verified else _auto_reason(op, name, *args))
+    if reason is None:
+        return name
+    if not torch.compiler.is_compiling():
+        logger.debug("%s: choice table row %s names %r, which auto cannot run: %s; using the preference order",
+                     op, key, name, reason)
+    return None
+
+
+def choose_backend(op: str, requested: str, *args, direction: str = "forward") -> str:
+    """Resolve ``requested`` ("auto" or a backend name) to the backend that runs ``op``'s ``direction``
+    ("forward" or "backward") on ``args``: a name as asked; ``auto`` from the committed choice table's row for the
+    call's shape class, else the first backend of the preference order that can run."""
     name = _normalize(requested, op)
     if name != "auto":
         reason = why_not(op, name, *args)
         if reason is not None:
             raise RuntimeError(f"{op}: backend {name!r} was requested but cannot run: {reason}")
         return name
+    chosen = _from_table(op, direction, *args)
+    if chosen is not None:
+        return chosen
     skipped = []
     for candidate in _PREFERENCE[op]:
-        reason = why_not(op, candidate, *args)
-        if reason is None and base(candidate) == "triton" and _env.triton_interpret():
-            reason = INTERPRETER_NOTE
-        if reason is None and not _REGISTRY[op][candidate].verified and not _env.allow_unverified():
-            reason = UNVERIFIED_NOTE
+        reason = _auto_reason(op, candidate, *args)
         if reason is None:
             return candidate
         skipped.append(f"{candidate}: {reason}")
@@ -182,13 +219,31 @@ def choose_backend(op: str, requested: str, *args) -> str:
     raise RuntimeError(f"{op}: no backend can run these arguments; " + " | ".join(skipped))
 
 
-def resolve(op: str, backend: str, *args) -> str:
-    """The backend a custom op's kernel runs. The public functions pass the name ``choose_backend`` already
-    chose (returned as is, no second check); a TorchScript or FX graph calls the registered op directly with the
-    module's own setting, often "auto", which is resolved here on the op's arguments."""
+def choose_backends(op: str, requested: str, *args) -> tuple[str, str]:
+    """(forward backend, backward backend) of ``op`` on ``args``: the same backend when one is asked for by name;
+    with ``auto`` each direction is chosen on its own (``choose_backend``), so they may differ."""
+    forward = choose_backend(op, requested, *args)
+    if _normalize(requested, op) != "auto":
+        return forward, forward
+    return forward, choose_backend(op, requested, *args, direction="backward")
+
+
+def pair(forward: str, backward: str) -> str:
+    """The backend argument a custom op receives: one name, or "forward/backward" when they differ."""
+    return forward if forward == backward else f"{forward}{PAIR}{backward}"
+
+
+def resolve(op: str, backend: str, *args, direction: str = "forward") -> str:
+    """The backend a custom op's kernel runs in ``direction``. The public functions pass what
+    ``choose_backends`` chose (a name, or a "forward/backward" pair; returned as is, no second check); a
+    TorchScript or FX graph calls the registered op directly with the module's own setting, often "auto", which
+    is resolved here on the op's arguments."""
+    if PAIR in backend:
+        forward, backward = backend.split(PAIR, 1)
+        return forward if direction == "forward" else backward
     if backend in _REGISTRY.get(op, {}):
         return backend
-    return choose_backend(op, backend, *args)
+    return choose_backend(op, backend, *args, direction=direction)
 
 
 def available_backends() -> dict[str, dict[str, tuple[bool, str]]]:

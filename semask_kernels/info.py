@@ -93,7 +93,7 @@ def report() -> str:
     for op, per_backend in table.items():
         lines.append(f"  {op}")
         for name, (ok, reason) in per_backend.items():
-            lines.append(f"    {name:<16} {'yes' if ok else 'no ':<4} {reason}")
+            lines.append(f"    {name:<10} {'yes' if ok else 'no ':<4} {reason}")
     lines.append("")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lines.append(f"backend='auto' on {device} float32 tensors picks:")

@@ -34,15 +34,30 @@ from torch import Tensor
 from .. import _triton_utils as tu
 from ..ops._windows import relative_position_index
 from . import window_attention as wa
-from .window_attention_tiles import _bias_tile, _dot, _geometry, _load_tokens, _mask_tile, _offsets, _store_tokens
+from .window_attention_tiles import _bias_tile, _dot, _geometry, _mask_tile, _offsets, _store_tokens
 
 tl = tu.language()
 LOG2E = tl.constexpr(1.4426950408889634) if tu.triton is not None else 1.4426950408889634
 ONE_TILE = 64  # the largest padded window (tokens) whose (BLOCK, BLOCK) score tile a program keeps in registers
 TABLE_FILE = Path(__file__).with_suffix(".json")
+# One warp group: the backward needs ~150 registers shifted, ~255 unshifted (sm_90, triton 3.8), so two programs
+# fit an SM (2 x 128 threads x 255 <= 65536); 8 warps did not bring it under the 128 that two 8-warp programs need.
+BWD_WARPS = 4
 
 
 # ------------------------------------------------------------------------------------------------------ kernels
+
+@tu.jit
+def _load_rows(P, PB, off, pad, ok, h, cols, DIM: tl.constexpr, s3, HAS_PB: tl.constexpr):
+    """(rows, DIM_PAD) tile of tokens; padding tokens read the bias vector PB[h·DIM + c] (zeros without it).
+    One load through selected pointers (not a load and a select), so the software pipeline can stage it."""
+    cmask = cols < DIM
+    ptrs = P + off[:, None] + cols[None, :] * s3
+    if HAS_PB:
+        ptrs = tl.where(pad[:, None], PB + h * DIM + cols[None, :], ptrs)
+        return tl.load(ptrs, mask=ok[:, None] & cmask[None, :], other=0.0)
+    return tl.load(ptrs, mask=(ok & (pad == 0))[:, None] & cmask[None, :], other=0.0)
+
 
 @tu.jit
 def _allheads_fwd_kernel(QKV, QKVB, O, TABLE,
@@ -64,9 +79,9 @@ def _allheads_fwd_kernel(QKV, QKVB, O, TABLE,
         h = it % NH
         b, y, x, pad, ph, pw = _geometry(w, t, NWIN, NWC, H, W, HP, WP, SH, SW, WH, WW, True, PAD_THEN_ROLL)
         off = _offsets(b, y, x, h, D, s0, s1, s2, s3, True)
-        q = _load_tokens(QKV, QKVB, off, pad, ok, h, cd, D, s3, HAS_QKV_BIAS)
-        k = _load_tokens(QKV + C * s3, QKVB + C, off, pad, ok, h, cd, D, s3, HAS_QKV_BIAS)
-        v = _load_tokens(QKV + 2 * C * s3, QKVB + 2 * C, off, pad, ok, h, cd, D, s3, HAS_QKV_BIAS)
+        q = _load_rows(QKV, QKVB, off, pad, ok, h, cd, D, s3, HAS_QKV_BIAS)
+        k = _load_rows(QKV + C * s3, QKVB + C, off, pad, ok, h, cd, D, s3, HAS_QKV_BIAS)
+        v = _load_rows(QKV + 2 * C * s3, QKVB + 2 * C, off, pad, ok, h, cd, D, s3, HAS_QKV_BIAS)
         s = _dot(q, tl.trans(k), DOT_DT, PREC) * qk_scale
         s += _bias_tile(TABLE, st0, st1, h, t, t, N, WH, WW) * LOG2E
         if SHIFT_H or SHIFT_W:
@@ -95,7 +110,8 @@ def _onepass_bwd_kernel(QKV, QKVB, DO, DQKV, TABLE, PT, PB,
     valid = ok[:, None] & ok[None, :]
     cd = tl.arange(0, D_PAD)
     qk_scale = scale * LOG2E
-    bias0 = _bias_tile(TABLE, st0, st1, h, t, t, N, WH, WW) * LOG2E  # the head's bias tile, every window
+    # the head's bias tile serves every window (reloading it per window costs more registers on sm_90, not fewer)
+    bias0 = _bias_tile(TABLE, st0, st1, h, t, t, N, WH, WW) * LOG2E
     dtable = tl.zeros([BLOCK, BLOCK], tl.float32)
     if HAS_QKV_BIAS:
         dkb = tl.zeros([D_PAD], tl.float32)
@@ -104,10 +120,10 @@ def _onepass_bwd_kernel(QKV, QKVB, DO, DQKV, TABLE, PT, PB,
     for w in range(w_start, tl.minimum(w_start + wpp, n_windows)):
         b, y, x, pad, ph, pw = _geometry(w, t, NWIN, NWC, H, W, HP, WP, SH, SW, WH, WW, True, PAD_THEN_ROLL)
         off = _offsets(b, y, x, h, D, s0, s1, s2, s3, True)
-        q = _load_tokens(QKV, QKVB, off, pad, ok, h, cd, D, s3, HAS_QKV_BIAS)
-        k = _load_tokens(QKV + C * s3, QKVB + C, off, pad, ok, h, cd, D, s3, HAS_QKV_BIAS)
-        v = _load_tokens(QKV + 2 * C * s3, QKVB + 2 * C, off, pad, ok, h, cd, D, s3, HAS_QKV_BIAS)
-        do = _load_tokens(DO, DO, _offsets(b, y, x, h, D, so0, so1, so2, so3, True), pad, ok, h, cd, D, so3,
+        q = _load_rows(QKV, QKVB, off, pad, ok, h, cd, D, s3, HAS_QKV_BIAS)
+        k = _load_rows(QKV + C * s3, QKVB + C, off, pad, ok, h, cd, D, s3, HAS_QKV_BIAS)
+        v = _load_rows(QKV + 2 * C * s3, QKVB + 2 * C, off, pad, ok, h, cd, D, s3, HAS_QKV_BIAS)
+        do = _load_rows(DO, DO, _offsets(b, y, x, h, D, so0, so1, so2, so3, True), pad, ok, h, cd, D, so3,
                           False)
         s = _dot(q, tl.trans(k), DOT_DT, PREC) * qk_scale + bias0
         if SHIFT_H or SHIFT_W:
@@ -228,7 +244,7 @@ def _launch_args(kind: str, p: wa.Problem, qkv: Tensor, other: Tensor, out: Opti
     else:
         wpp = max(1, min(16, p.n_windows * p.heads // wa.TARGET_PROGRAMS))
         args.update(**_strides("so", other), **_strides("dq", out), n_windows=p.n_windows, wpp=wpp,
-                    num_warps=4, num_stages=1)
+                    num_warps=BWD_WARPS, num_stages=1)
         grid = (-(-p.n_windows // wpp), p.heads)
     found = _LAUNCH_ARGS[key] = (grid, args)
     return found
