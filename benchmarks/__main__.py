@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from . import compare_swin, flops, ops, report
+from . import compare_swin, flops, ops, report, sweep_swa
 
 
 def summary(doc: str) -> str:
@@ -30,6 +30,9 @@ def main(argv=None) -> None:
     rep = commands.add_parser("report", help=summary(report.__doc__),
                               description=report.__doc__.replace("``", ""))
     report.add_arguments(rep)
+    sweep = commands.add_parser("sweep-swa", help=summary(sweep_swa.__doc__),
+                                description=sweep_swa.__doc__.replace("``", ""))
+    sweep_swa.add_arguments(sweep)
     args = parser.parse_args(argv)
     from semask_kernels.info import shadowing
     shadow = shadowing()
@@ -44,6 +47,8 @@ def main(argv=None) -> None:
         ops.run(args)
     elif args.command == "report":
         report.run(args)
+    elif args.command == "sweep-swa":
+        sweep_swa.run(args)
 
 
 if __name__ == "__main__":

@@ -184,16 +184,16 @@ class Tiles:
     pairs_per_program: int
 
 
-def _read_table() -> dict[tuple[int, int, int], Tiles]:
+def read_table(path: Path = TABLE_FILE) -> dict[tuple[int, int, int], Tiles]:
     """The committed tile table: {(window tokens, head dim, heads): Tiles}; empty when the file has no rows."""
-    if not TABLE_FILE.exists():
+    if not path.exists():
         return {}
-    rows = json.loads(TABLE_FILE.read_text()).get("rows", [])
+    rows = json.loads(path.read_text()).get("rows", [])
     return {(r["tokens"], r["head_dim"], r["heads"]): Tiles(r["num_warps"], r["num_stages"],
                                                              r["pairs_per_program"]) for r in rows}
 
 
-TILE_TABLE = _read_table()
+TILE_TABLE = read_table()
 
 
 def tiles(n: int, d: int, heads: int, n_pairs: int) -> Tiles:
