@@ -46,7 +46,7 @@ FIRST_TESTS = {  # phase -> test files, run before the benchmarks
 }
 TEST_FILE = re.compile(r"tests/ops/test_(?P<op>\w+?)_(?P<backend>triton|cuda)\.py")
 CONFORMANCE = "tests/ops/test_conformance.py"  # its test ids start with the op and the backend
-PARAM_ID = re.compile(r"\[(?P<op>[a-z0-9_]+)-(?P<backend>reference|torch|triton|cuda)(?:-[^\]]*)?\]")
+PARAM_ID = re.compile(r"\[(?P<op>[a-z0-9_]+)-(?P<backend>(?:reference|torch|triton|cuda)(?:\.[a-z0-9_]+)?)(?:-[^\]]*)?\]")  # variants: "triton.onepass"
 RESERVE_S = 8  # kept back for the summary
 PHASES = ("build", "tests-triton", "tests-cuda", "headline", "kernels", "compile", "tests-rest")
 
