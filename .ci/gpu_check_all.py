@@ -41,10 +41,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_TESTS = {  # phase -> test files, run before the benchmarks
-    "tests-triton": ["tests/ops/test_shifted_window_attention_triton.py", "tests/ops/test_window_attention_triton.py"],
+    "tests-triton": ["tests/ops/test_shifted_window_attention_triton.py", "tests/ops/test_window_attention_triton.py",
+                     "tests/ops/test_shifted_window_attention_triton_onepass.py"],
     "tests-cuda": ["tests/ops/test_shifted_window_attention_cuda.py"],
 }
-TEST_FILE = re.compile(r"tests/ops/test_(?P<op>\w+?)_(?P<backend>triton|cuda)\.py")
+# test_<op>_<backend>.py, or test_<op>_<backend>_<variant>.py for the variant "<backend>.<variant>"
+TEST_FILE = re.compile(r"tests/ops/test_(?P<op>\w+?)_(?P<backend>(?:triton|cuda)(?:_[a-z0-9]+)?)\.py")
 CONFORMANCE = "tests/ops/test_conformance.py"  # its test ids start with the op and the backend
 PARAM_ID = re.compile(r"\[(?P<op>[a-z0-9_]+)-(?P<backend>(?:reference|torch|triton|cuda)(?:\.[a-z0-9_]+)?)(?:-[^\]]*)?\]")  # variants: "triton.onepass"
 RESERVE_S = 8  # kept back for the summary
@@ -256,7 +258,7 @@ def _tally(s: Session) -> None:
         row = json.loads(line)
         m, case = TEST_FILE.search(row["file"]), PARAM_ID.search(row["test"] or "")
         if m:
-            op, backend = m["op"], m["backend"]
+            op, backend = m["op"], m["backend"].replace("_", ".", 1)
         elif row["file"].endswith(CONFORMANCE) and case:  # [op-backend-...] of the one suite over the specs
             op, backend = case["op"], case["backend"]
         else:

@@ -14,7 +14,8 @@ from semask_kernels.kernels import window_attention as wa
 from semask_kernels.kernels import window_attention_onepass as onepass
 from semask_kernels.ops._windows import relative_position_index
 from semask_kernels.ops.shifted_window_attention import triton_onepass
-from semask_kernels.ops.shifted_window_attention.spec import inputs
+from semask_kernels.ops.shifted_window_attention.spec import SPEC, inputs
+from tests.ops.conformance import check
 
 interpreted = pytest.mark.skipif(not (_triton_utils.INTERPRETED and _env.triton_interpret()),
                                  reason="the Triton interpreter is off (set TRITON_INTERPRET=1 before the import)")
@@ -117,3 +118,33 @@ def test_table_bins_match_a_scatter_add_and_are_bitwise_repeatable():
     got = onepass.table_bins(pt, window, block)
     torch.testing.assert_close(got.double(), want, atol=1e-4, rtol=1e-5)
     assert torch.equal(got, onepass.table_bins(pt, window, block))
+
+
+# GPU sizes: the Swin-T stages at 224 (batch 2) and the windows / head dims beyond one tile; the evidence that
+# `.ci/gpu-check all` collects for this variant.
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("pad_order", ["roll_then_pad", "pad_then_roll"])
+@pytest.mark.parametrize("h,w,heads", [(56, 56, 3), (28, 28, 6), (14, 14, 12), (7, 7, 24), (30, 27, 4)])
+def test_gpu_swin_t_shapes(h, w, heads, pad_order, dtype):
+    shift = (3, 3) if min(h, w) > 7 else (0, 0)
+    check(SPEC, "triton.onepass", inputs(2, h, w, heads, 32, (7, 7), shift, pad_order, device="cuda"), dtype,
+          rule="bounds")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("window,d", [((12, 12), 32), ((7, 7), 64), ((7, 7), 128), ((8, 8), 32)])
+def test_gpu_windows_and_head_dims(window, d):
+    call = inputs(2, 30, 27, 4, d, window, (window[0] // 2, window[1] // 2), "pad_then_roll", device="cuda")
+    check(SPEC, "triton.onepass", call, torch.float16, rule="bounds")
+
+
+@pytest.mark.gpu
+def test_gpu_backward_is_bitwise_repeatable():
+    args = _args(2, 56, 56, 3, 32, (7, 7), (3, 3))
+    args = tuple(a.to("cuda", torch.float16) if isinstance(a, torch.Tensor) else a for a in args)
+    grad = torch.randn(2, 56, 56, 96, device="cuda", dtype=torch.float16)
+    first, second = triton_onepass.backward(grad, *args), triton_onepass.backward(grad, *args)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
