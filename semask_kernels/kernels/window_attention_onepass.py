@@ -107,11 +107,11 @@ def _onepass_bwd_kernel(QKV, QKVB, DO, DQKV, TABLE, PT, PB,
     h = tl.program_id(1)
     t = tl.arange(0, BLOCK)  # every token of the window, as query rows and as key columns
     ok = t < N
-    valid = ok[:, None] & ok[None, :]
     cd = tl.arange(0, D_PAD)
     qk_scale = scale * LOG2E
     # the head's bias tile serves every window (reloading it per window costs more registers on sm_90, not fewer)
-    bias0 = _bias_tile(TABLE, st0, st1, h, t, t, N, WH, WW) * LOG2E
+    # keys past N get -inf here, in the one loop-invariant tile (a second one would cost 32 more registers)
+    bias0 = tl.where(ok[None, :], _bias_tile(TABLE, st0, st1, h, t, t, N, WH, WW) * LOG2E, float("-inf"))
     dtable = tl.zeros([BLOCK, BLOCK], tl.float32)
     if HAS_QKV_BIAS:
         dkb = tl.zeros([D_PAD], tl.float32)
@@ -129,14 +129,14 @@ def _onepass_bwd_kernel(QKV, QKVB, DO, DQKV, TABLE, PT, PB,
         if SHIFT_H or SHIFT_W:
             s += _mask_tile(TABLE, 0, 0, 0, 1, w, t, t, ph, pw, ph, pw, HP, WP, SH, SW, mask_value, N, WH, WW,
                             True, SHIFT_H, SHIFT_W) * LOG2E
-        s = tl.where(ok[None, :], s, float("-inf"))
         m = tl.max(s, 1)  # the row statistics, exact: the whole row is in this tile
         p = tl.exp2(s - m[:, None])
-        p = tl.where(valid, p / tl.sum(p, 1)[:, None], 0.0)
-        o = _dot(p.to(IN_DT), v, DOT_DT, PREC)
-        delta = tl.sum(o * do.to(tl.float32), 1)  # rowsum(dO·O), O recomputed in fp32
+        # rows past N keep their (finite) p: their dO rows are zero, so every gradient they touch gets zeros
+        p = p * (1.0 / tl.sum(p, 1))[:, None]
         dv = _dot(tl.trans(p.to(IN_DT)), do, DOT_DT, PREC)
         dp = _dot(do, tl.trans(v), DOT_DT, PREC)
+        # delta = rowsum(dO·O) = rowsum(P·dP) (O = P·V): taken from the tiles in registers, no O needed
+        delta = tl.sum(p * dp, 1)
         ds = p * (dp - delta[:, None])  # d loss / d score (score = scale·q·k + bias + mask)
         dk = _dot(tl.trans(ds.to(IN_DT)), q, DOT_DT, PREC) * scale
         dq = _dot(ds.to(IN_DT), k, DOT_DT, PREC) * scale
