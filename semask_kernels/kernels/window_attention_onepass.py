@@ -4,8 +4,9 @@ the ``triton.onepass`` variant, beside the verified kernels of ``window_attentio
 
 - ``_onepass_bwd_kernel``: the whole backward of a (window, head) in one pass. The window's scores fit one
   (BLOCK, BLOCK) tile, so the row statistics are recomputed in registers (row max and sum of the exact softmax),
-  O = P·V and delta = rowsum(dO·O) are taken inside the kernel, and dq, dk, dv are written once each: no
-  statistics pass, no second launch over the activations. The gradient of the scores summed over the
+  delta = rowsum(dO·O) is taken inside the kernel as rowsum(P·dP) (the same sum, since O = P·V, without forming
+  O: five MMAs per window and head, not six), and dq, dk, dv are written once each: no statistics pass, no
+  second launch over the activations. The gradient of the scores summed over the
   program's windows stays in registers and is written once per program.
 - ``_table_bins_kernel``: those per-program partial sums folded into the (2Wh-1)(2Ww-1) bins of the bias table,
   each bin a sum over the programs in order and over its (i, j) pairs through a cached index: a fixed order,
