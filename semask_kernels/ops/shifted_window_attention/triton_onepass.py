@@ -1,5 +1,5 @@
-"""The ``triton.onepass`` variant of ``shifted_window_attention`` (``semask_kernels/kernels/window_attention_onepass.py``):
-the forward with all heads of a window in one program, and the backward in one pass without a statistics pass,
+"""The ``triton.onepass`` variant of ``shifted_window_attention``
+(``semask_kernels/kernels/window_attention_onepass.py``): the forward with all heads of a window in one program, and the backward in one pass without a statistics pass,
 for windows of up to 64 tokens (every 7x7 window); larger windows run the verified ``triton`` kernels. Registered
 unverified beside ``triton``: selectable by name (``backend="triton.onepass"`` or ``SEMASK_BACKEND``), never by
 ``auto`` until a GPU run has passed its tests."""
