@@ -12,15 +12,23 @@ so that a killed call still returns what was done. The files (8 at most, the dev
     bench.log         the benchmark tables as printed
     bench.jsonl       one line per measurement, written as each one finishes
     driver.log        what this script did: each phase's start, end, status and time left
-    gpu_summary.json  per op and backend: tests passed / failed / errored; the headline ratios; device, versions,
-                      git sha (rewritten after every phase)
+    gpu_summary.json  per op and backend: tests passed / failed / errored; per fused backend the SHA-256 of the
+                      files that define it ("sources": what ties verified=True to the code); the headline ratios;
+                      device, versions, git sha (rewritten after every phase)
 
-Phases, in order: environment -> extension build (background) -> the Triton ``gpu`` tests of shifted-window and
-window attention (what ``patch_timm_swin`` runs, patched-vs-stock timm included) -> the CUDA shifted-window tests
--> the headline (stock timm Swin-T 224 vs patched with each fused backend and auto, bf16, batch 128, inference
-and a train step, eager) -> the shifted-window kernel table (Swin-T's four stages, fwd and fwd+bwd) -> stock+compile
-vs patched+compile (inference) -> every other ``gpu`` test -> the summary. Without a GPU every GPU phase is
-skipped with its reason and the files are still written (a dry run).
+Phases, in order of value (``phases()``, one entry each): environment (with the SHA-256 of every fused
+backend's sources, ``semask_kernels/evidence.py``) -> extension build (background) -> the Triton ``gpu`` tests of
+shifted-window and window attention, every variant's test file included -> the CUDA ones -> the device-timed
+kernel table of every backend the registry lists for shifted_window_attention (``benchmarks kernels``) -> the
+headline (stock timm Swin-T 224 and stock with SDPA vs patched with each fused backend and auto, bf16, batch 128,
+inference and a train step, eager) -> the per-component profile of one inference and one train step
+(``benchmarks profile``) -> stock+compile vs patched+compile (inference) -> every other ``gpu`` test -> the
+summary. Without a GPU every GPU phase is skipped with its reason and the files are still written (a dry run).
+Fifteen minutes of device time: ``--budget 540`` (give the call 590 s), then, on the same warm machine,
+``--skip`` the phases done (the build stays in place: ``--skip build``).
+
+Adding a phase: one ``Phase`` entry in ``phases()`` (its name, the function that runs it, whether it needs the
+extension built); ``--skip`` accepts its name at once.
 """
 from __future__ import annotations
 
@@ -38,19 +46,15 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_TESTS = {  # phase -> test files, run before the benchmarks
-    "tests-triton": ["tests/ops/test_shifted_window_attention_triton.py", "tests/ops/test_window_attention_triton.py",
-                     "tests/ops/test_shifted_window_attention_triton_onepass.py"],
-    "tests-cuda": ["tests/ops/test_shifted_window_attention_cuda.py"],
-}
-# test_<op>_<backend>.py, or test_<op>_<backend>_<variant>.py for the variant "<backend>.<variant>"
-TEST_FILE = re.compile(r"tests/ops/test_(?P<op>\w+?)_(?P<backend>(?:triton|cuda)(?:_[a-z0-9]+)?)\.py")
-CONFORMANCE = "tests/ops/test_conformance.py"  # its test ids start with the op and the backend
-PARAM_ID = re.compile(r"\[(?P<op>[a-z0-9_]+)-(?P<backend>(?:reference|torch|triton|cuda)(?:\.[a-z0-9_]+)?)(?:-[^\]]*)?\]")  # variants: "triton.onepass"
+ATTENTION_OPS = ("shifted_window_attention", "window_attention")  # what patch_timm_swin runs: tested first
+# tests/ops/test_<op>_<backend>[_<variant>].py: a variant's own test file counts for "<backend>.<variant>"
+TEST_FILE = re.compile(r"tests/ops/test_(?P<op>\w+?)_(?P<backend>triton|cuda)(?:_(?P<variant>\w+))?\.py")
+CONFORMANCE = "tests/ops/test_conformance.py"  # its test ids start with the op and the backend (variants too)
+PARAM_ID = re.compile(r"\[(?P<op>[a-z0-9_]+)-(?P<backend>(?:reference|torch|triton|cuda)(?:\.\w+)?)(?:-[^\]]*)?\]")
 RESERVE_S = 8  # kept back for the summary
-PHASES = ("build", "tests-triton", "tests-cuda", "headline", "kernels", "compile", "tests-rest")
 
 
 class Session:
@@ -165,13 +169,28 @@ def phase_env(s: Session) -> None:
             versions[dist] = "not installed"
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (no CUDA GPU)"
     sha = os.environ.get("GIT_SHA") or _sh("git rev-parse HEAD 2>/dev/null") or "unknown"
+    os.environ["GIT_SHA"] = sha  # every phase's rows record this sha, not whatever the copied tree's git says
     s.summary.update({"device": device, "versions": versions, "git_sha": sha, "gpu": _gpu_reason() is None})
+    s.summary.update(_sources())
     text = [f"date: {_now()}", f"git sha: {sha}", f"device: {device}",
             *(f"{k}: {v}" for k, v in versions.items()), "",
             _sh("nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv")
             if shutil.which("nvidia-smi") else "nvidia-smi: not found", "", _sh("nvcc --version | tail -2")]
     (s.out / "env.txt").write_text("\n".join(text) + "\n")
     s.record("env", "ok", time.monotonic() - start)
+
+
+def _sources() -> dict:
+    """``{"sources": {op: {backend: {"files": {path: sha256}, "sha256": ...}}}}`` of every fused backend, from
+    the files this run tests (``python -m semask_kernels.evidence``): what ties the run's evidence to the code."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "semask_kernels.evidence"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+        if done.returncode == 0:
+            return {"sources": json.loads(done.stdout)}
+        return {"sources_error": (done.stderr or done.stdout).strip()[-2000:]}
+    except (subprocess.SubprocessError, json.JSONDecodeError, OSError) as e:
+        return {"sources_error": f"{type(e).__name__}: {e}"}
 
 
 def start_build(s: Session):
@@ -258,7 +277,7 @@ def _tally(s: Session) -> None:
         row = json.loads(line)
         m, case = TEST_FILE.search(row["file"]), PARAM_ID.search(row["test"] or "")
         if m:
-            op, backend = m["op"], m["backend"].replace("_", ".", 1)
+            op, backend = m["op"], m["backend"] + (f".{m['variant']}" if m["variant"] else "")
         elif row["file"].endswith(CONFORMANCE) and case:  # [op-backend-...] of the one suite over the specs
             op, backend = case["op"], case["backend"]
         else:
@@ -293,6 +312,63 @@ def _headline(s: Session) -> None:
     s.summary["headline"] = ratios
 
 
+def attention_test_files(backend: str) -> list[str]:
+    """The test files of the attention ops for ``backend``, every variant's own file included
+    (``tests/ops/test_<op>_<backend>[_<variant>].py``), as they are in the tree."""
+    found = []
+    for op in ATTENTION_OPS:
+        found += sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "tests" / "ops").glob(f"test_{op}_{backend}*.py")
+                        if TEST_FILE.search(p.relative_to(ROOT).as_posix())
+                        and TEST_FILE.search(p.relative_to(ROOT).as_posix())["op"] == op)
+    return found
+
+
+def _built(s: Session) -> bool:
+    return "'ops'" in s.summary.get("extension", "")  # build_info() printed: the extension loads
+
+
+def _fused(s: Session) -> list[str]:
+    """The fused backends the headline and the profile patch with: triton, cuda where built, then auto."""
+    return ["triton"] + (["cuda"] if _built(s) else []) + ["auto"]
+
+
+SWIN_T = ["--variants", "T", "--img-size", "224", "--batch", "128", "--dtype", "bf16"]
+
+
+class Phase(NamedTuple):
+    """One step of the session: its name (what ``--skip`` takes), what runs it, whether it needs the extension's
+    build to have finished (the phases before the first such one overlap the build)."""
+    name: str
+    run: Callable[[Session], None]
+    needs_build: bool = False
+
+
+def phases() -> list[Phase]:
+    """Every phase after the environment and the build's start, in order of value. Adding a phase: one entry."""
+    return [
+        Phase("tests-triton", lambda s: phase_tests(s, "tests-triton", attention_test_files("triton"), cap=150)),
+        Phase("tests-cuda", lambda s: phase_tests(s, "tests-cuda", attention_test_files("cuda"), cap=90),
+              needs_build=True),
+        Phase("kernels", lambda s: phase_bench(s, "kernels", [
+            "kernels", "--models", "swin_t_224", "--dtypes", "bf16", "--rounds", "10", "--samples", "5"], cap=150),
+              needs_build=True),
+        Phase("headline", lambda s: phase_bench(s, "headline", [
+            "compare-swin", *SWIN_T, "--modes", "inference", "train", "--backends", *_fused(s), "--no-ours",
+            "--no-compile", "--warmup", "3", "--repeats", "10"], cap=90), needs_build=True),
+        Phase("profile", lambda s: phase_bench(s, "profile", [
+            "profile", "--backends", *_fused(s), "--dtype", "bf16", "--batch", "128", "--img-size", "224"], cap=90),
+              needs_build=True),
+        Phase("compile", lambda s: phase_bench(s, "compile", [
+            "compare-swin", *SWIN_T, "--modes", "inference", "--backends", *_fused(s)[:-1], "--no-ours",
+            "--no-stock-sdpa", "--compile-only", "--warmup", "2", "--repeats", "10"], cap=130), needs_build=True),
+        Phase("tests-rest", lambda s: phase_tests(s, "tests-rest", ["tests"], cap=s.left(), extra=[
+            f"--ignore={f}" for b in ("triton", "cuda") for f in attention_test_files(b)]), needs_build=True),
+    ]
+
+
+PHASES = ("build", *(p.name for p in phases()))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=float(os.environ.get("GPU_CHECK_BUDGET", 540)),
@@ -313,36 +389,22 @@ def main(argv=None) -> int:
 
     phase_env(s)
     build = start_build(s) if wanted("build") else None
-    if wanted("tests-triton"):
-        phase_tests(s, "tests-triton", FIRST_TESTS["tests-triton"], cap=150)
-    wait_build(s, build, cap=150)
-    if "extension" not in s.summary:
-        s.summary["extension"] = _extension_info()
-    if wanted("tests-cuda"):
-        phase_tests(s, "tests-cuda", FIRST_TESTS["tests-cuda"], cap=90)
-    built = "'ops'" in s.summary.get("extension", "")  # build_info() printed: the extension loads
-    backends = ["triton"] + (["cuda"] if built else []) + ["auto"]
-    if wanted("headline"):
-        phase_bench(s, "headline", ["compare-swin", "--variants", "T", "--img-size", "224", "--batch", "128",
-                                    "--dtype", "bf16", "--modes", "inference", "train", "--backends", *backends,
-                                    "--no-ours", "--no-compile", "--warmup", "3", "--repeats", "10"], cap=75)
-    if wanted("kernels"):
-        phase_bench(s, "kernels", ["ops", "--ops", "shifted_window_attention", "--models", "swin_t_224",
-                                   "--dtypes", "bf16", "--baselines", "timm_eager", "sdpa",
-                                   "--warmup", "3", "--repeats", "10"], cap=60)
-    if wanted("compile"):
-        phase_bench(s, "compile", ["compare-swin", "--variants", "T", "--img-size", "224", "--batch", "128",
-                                   "--dtype", "bf16", "--modes", "inference", "--backends", *backends[:-1],
-                                   "--no-ours", "--compile-only", "--warmup", "2", "--repeats", "10"], cap=130)
-    if wanted("tests-rest"):
-        done = [f for files in FIRST_TESTS.values() for f in files]
-        phase_tests(s, "tests-rest", ["tests"], cap=s.left(), extra=[f"--ignore={f}" for f in done])
+    waited = False
+    for phase in phases():
+        if phase.needs_build and not waited:
+            wait_build(s, build, cap=150)
+            waited = True
+            if "extension" not in s.summary:
+                s.summary["extension"] = _extension_info()
+        if wanted(phase.name):
+            phase.run(s)
+    if not waited:
+        wait_build(s, build, cap=150)
     s.summary["finished"] = _now()
     s.record("summary", "ok", 0.0)
     failed = sum(c.get("failed", 0) + c.get("errored", 0) for c in s.summary.get("tests", {}).values())
     s.log(f"done: {failed} failed or errored tests; files in {s.out}")
     return 1 if failed else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from . import compare_swin, flops, ops, report, sweep_swa
+from . import compare_swin, flops, host_cost, kernels, ops, profile_swin, report, sweep_swa
 
 
 def summary(doc: str) -> str:
@@ -27,6 +27,15 @@ def main(argv=None) -> None:
     flops.add_arguments(count)
     op_bench = commands.add_parser("ops", help=summary(ops.__doc__), description=ops.__doc__.replace("``", ""))
     ops.add_arguments(op_bench)
+    kernel_table = commands.add_parser("kernels", help=summary(kernels.__doc__),
+                                       description=kernels.__doc__.replace("``", ""))
+    kernels.add_arguments(kernel_table)
+    host = commands.add_parser("host-cost", help=summary(host_cost.__doc__),
+                               description=host_cost.__doc__.replace("``", ""))
+    host_cost.add_arguments(host)
+    prof = commands.add_parser("profile", help=summary(profile_swin.__doc__),
+                               description=profile_swin.__doc__.replace("``", ""))
+    profile_swin.add_arguments(prof)
     rep = commands.add_parser("report", help=summary(report.__doc__),
                               description=report.__doc__.replace("``", ""))
     report.add_arguments(rep)
@@ -45,6 +54,12 @@ def main(argv=None) -> None:
         flops.run(args)
     elif args.command == "ops":
         ops.run(args)
+    elif args.command == "host-cost":
+        host_cost.run(args)
+    elif args.command == "profile":
+        profile_swin.run(args)
+    elif args.command == "kernels":
+        kernels.run(args)
     elif args.command == "report":
         report.run(args)
     elif args.command == "sweep-swa":

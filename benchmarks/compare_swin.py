@@ -59,6 +59,20 @@ def _step(model, x, mode: str):
     return _train_step(model, x, torch.optim.SGD(model.parameters(), lr=1e-6))
 
 
+def stock_sdpa(stock):
+    """A copy of stock timm Swin with timm's own fused attention on (``fused_attn``: SDPA with the bias and mask as
+    one additive mask), which timm leaves off by default for Swin (``use_fused_attn(experimental=True)``)."""
+    model = copy.deepcopy(stock)
+    switched = 0
+    for module in model.modules():
+        if hasattr(module, "fused_attn") and hasattr(module, "relative_position_bias_table"):
+            module.fused_attn = True
+            switched += 1
+    if not switched:
+        raise RuntimeError("stock_sdpa: no timm WindowAttention with a fused_attn switch in this model")
+    return model
+
+
 def _patched_label(backend: str, args) -> str:
     return "patched" if len(args.backends) == 1 else f"patched[{backend}]"
 
@@ -68,6 +82,8 @@ def _models(stock, args, device, dtype):
     backbone with the same weights (pad_then_roll, per-stage output norms, no classifier; not with ``--no-ours``),
     each also ``torch.compile``d with ``--compile`` (only the compiled ones with ``--compile-only``)."""
     models = {"stock": stock}
+    if args.stock_sdpa and args.library == "timm":
+        models["stock+sdpa"] = stock_sdpa(stock)
     for backend in args.backends:
         if args.library == "hf":
             models[_patched_label(backend, args)] = hf_swin.patch(copy.deepcopy(stock), backend)
@@ -101,6 +117,8 @@ def _models(stock, args, device, dtype):
 
 def _backend_of(label: str, args, device, dtype) -> str:
     """What a contender's attention runs: "timm" for stock, else the backend its ops pick for a Swin shape."""
+    if label.startswith("stock+sdpa"):
+        return "timm-sdpa"
     if label.startswith("stock"):
         return "transformers" if args.library == "hf" else "timm"
     requested = args.backends[0]
@@ -134,8 +152,9 @@ def run(args) -> list[dict]:
             if args.library == "hf":
                 stock, model_name = hf_swin.create(variant, img_size), hf_swin.NAMES[variant]
             else:
-                stock = timm.create_model(MODELS[variant], pretrained=False, img_size=img_size,
-                                          strict_img_size=False)
+                # as timm builds it by default (strict_img_size=True): each shifted block keeps its mask in a
+                # buffer; strict_img_size=False would make every one of them rebuild it each forward
+                stock = timm.create_model(MODELS[variant], pretrained=False, img_size=img_size)
                 model_name = MODELS[variant]
             stock = stock.to(device=device, dtype=dtype)
             models = _models(stock, args, device, dtype)
@@ -222,6 +241,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one patched copy per backend, labelled patched[<backend>] (default: --backend)")
     parser.add_argument("--ours", action=argparse.BooleanOptionalAction, default=True,
                         help="also time our own Swin backbone with the same weights (default: yes)")
+    parser.add_argument("--stock-sdpa", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time stock timm with its fused_attn (SDPA) switched on, a second baseline "
+                             "(default: yes; timm only)")
     parser.add_argument("--compile-only", action="store_true",
                         help="with --compile, time only the compiled models (ratios against stock+compile)")
     parser.add_argument("--jsonl", default=None,

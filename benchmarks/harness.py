@@ -6,6 +6,7 @@ import argparse
 import datetime
 import importlib.metadata
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -140,6 +141,12 @@ def _version(dist: str) -> str:
 
 
 def _git_sha() -> str:
+    """The run's own commit: ``GIT_SHA`` when the caller knows it (``.ci/gpu-check all`` exports the sha it
+    records to every phase, so the rows and gpu_summary.json agree; on a GPU machine the copied tree's git
+    metadata can be stale: the first run's rows said 0df8481, an ancestor of the c29f02c it ran), else git's
+    HEAD."""
+    if os.environ.get("GIT_SHA"):
+        return os.environ["GIT_SHA"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=RESULTS.parent, timeout=10).stdout.strip() or "unknown"

@@ -54,12 +54,21 @@ def _leaf(*shape, dtype, device, grad=True, std=1.0):
     return (torch.randn(*shape, dtype=dtype, device=device) * std).requires_grad_(grad)
 
 
+def registered(op: str) -> list[str]:
+    """Every backend name registered for ``op``, in the order of ``backends.BACKENDS``, each variant
+    ``"<backend>.<variant>"`` right after its base: what the tables time, variants included, without a list."""
+    from semask_kernels import backends
+    order = {b: i for i, b in enumerate(backends.BACKENDS)}
+    return sorted(backends._REGISTRY[op], key=lambda n: (order.get(n.split(".")[0], len(order)), n))
+
+
 def _backends(op: str, *args) -> list[str]:
     """Backends of ``op`` that run these arguments here, the Triton interpreter excepted (not a speed)."""
     from semask_kernels import _env, backends
     names = []
-    for name in backends.BACKENDS:
-        if backends.why_not(op, name, *args) is None and not (name == "triton" and _env.triton_interpret()):
+    for name in registered(op):
+        interpreted = name.split(".")[0] == "triton" and _env.triton_interpret()
+        if backends.why_not(op, name, *args) is None and not interpreted:
             names.append(name)
     return names
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import semask_kernels as sk
-from semask_kernels import _env, backends
+from semask_kernels import _env, backends, evidence
 from semask_kernels.ops._spec import specs
 
 EVIDENCE = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "gpu"
@@ -119,23 +119,23 @@ def test_auto_skips_backends_not_verified_on_hardware(monkeypatch):
     assert backends.choose_backend("toy", "auto", x) == "cuda"
 
 
-def test_every_verified_fused_backend_has_gpu_evidence():
+def test_every_verified_fused_backend_has_gpu_evidence_of_its_current_sources():
     """verified=True (register_module in op.py) only with a committed GPU run (``.ci/gpu-check all``) under
-    benchmarks/results/gpu/ whose gpu tests of that op and backend all passed; the latest run that tested it
-    decides, so a later failing run revokes it."""
-    runs = sorted((json.loads(p.read_text()) for p in EVIDENCE.glob("*/gpu_summary.json")),
-                  key=lambda s: s["started"])
+    benchmarks/results/gpu/ whose gpu tests of that op and backend all passed AND that recorded the SHA-256 of the
+    very files that define the backend today (``SOURCES`` of its module, semask_kernels/evidence.py): the latest
+    run that tested it decides, so a later failing run or any edit of its kernels revokes it. Reads only committed
+    files (no git)."""
+    runs = evidence.load_runs(EVIDENCE)
+    assert runs, f"no GPU run committed under {EVIDENCE}"
+    for run in runs:
+        assert run["device"] != "cpu" and run["git_sha"] not in ("", "unknown"), run["folder"]
+    now = evidence.current()
     for op, per_backend in backends._REGISTRY.items():
         for name, impl in per_backend.items():
-            if name in ("reference", "torch") or not impl.verified:  # plain PyTorch: no GPU evidence needed
+            if not evidence.is_fused(name) or not impl.verified:  # plain PyTorch: no GPU evidence needed
                 continue
-            tested = [s for s in runs if s["gpu"] and name in s.get("tests_by_op", {}).get(op, {})]
-            assert tested, f"{op}/{name} is verified=True, but no GPU run under {EVIDENCE} tested it"
-            latest = tested[-1]
-            counts = latest["tests_by_op"][op][name]
-            assert counts["passed"] > 0 and counts["failed"] == counts["errored"] == 0, \
-                f"{op}/{name} is verified=True, but the latest GPU run ({latest['started']}) had {counts}"
-            assert latest["device"] != "cpu" and latest["git_sha"] not in ("", "unknown"), latest["device"]
+            reason = evidence.unverified_because(op, name, runs, now[op][name])
+            assert reason is None, f"{op}/{name} is verified=True, but {reason}"
 
 
 def test_gpu_evidence_files_are_complete():

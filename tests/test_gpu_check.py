@@ -32,8 +32,11 @@ def test_dry_run_skips_every_gpu_phase_and_writes_the_files(tmp_path):
     summary = json.loads((tmp_path / "gpu_summary.json").read_text())
     assert summary["git_sha"] == "0123abc" and summary["gpu"] is False and summary["finished"]
     phases = {p["phase"]: p["status"] for p in summary["phases"]}
-    assert list(phases) == ["env", "build", "tests-triton", "tests-cuda", "headline", "kernels", "compile",
-                            "tests-rest", "summary"]
+    assert list(phases) == ["env", "build", "tests-triton", "tests-cuda", "kernels", "headline", "profile",
+                            "compile", "tests-rest", "summary"]
+    # the sources of every fused backend this run would test, hashed: the evidence is tied to the code
+    from semask_kernels import evidence
+    assert summary["sources"] == evidence.current()
     assert all(status == "skipped" for name, status in phases.items() if name not in ("env", "summary"))
     assert "torch: " in (tmp_path / "env.txt").read_text()
     assert "no CUDA GPU" in (tmp_path / "tests.log").read_text()
@@ -88,3 +91,41 @@ def test_a_phase_past_its_limit_is_killed_and_the_budget_holds(tmp_path):
     assert status.startswith("timed out") and seconds < 20
     session.t0 -= 60  # the budget is spent: nothing more starts
     assert session.run("late", [sys.executable, "-c", "pass"], "bench.log", cap=10)[0].startswith("skipped")
+
+
+def test_variants_count_for_their_own_backend_name(tmp_path):
+    """A variant's test file (test_<op>_<backend>_<variant>.py) and its conformance ids ([op-<backend>.<variant>-
+    ...]) count for "<backend>.<variant>", so the evidence of a variant is its own."""
+    driver = _driver()
+    session = driver.Session(tmp_path, budget=60, jobs=1)
+    xml = tmp_path / "report.xml"
+    xml.write_text("""<?xml version="1.0"?><testsuites><testsuite>
+      <testcase classname="tests.ops.test_shifted_window_attention_triton_onepass" name="test_a"/>
+      <testcase classname="tests.ops.test_shifted_window_attention_triton" name="test_b"/>
+      <testcase classname="tests.ops.test_conformance"
+                name="test_matches_the_reference[shifted_window_attention-triton.allheads-padded-bfloat16]"/>
+    </testsuite></testsuites>""")
+    driver._collect_junit(session, "tests-triton", xml)
+    driver._tally(session)
+    table = session.summary["tests_by_op"]["shifted_window_attention"]
+    assert set(table) == {"triton", "triton.onepass", "triton.allheads"}
+    assert all(cell["passed"] == 1 for cell in table.values())
+
+
+def test_phases_are_one_list_in_order_of_value_and_find_variant_test_files(tmp_path, monkeypatch):
+    driver = _driver()
+    names = [p.name for p in driver.phases()]
+    assert len(set(names)) == len(names) and driver.PHASES == ("build", *names)
+    assert names.index("tests-triton") < names.index("kernels") < names.index("headline") < names.index("profile")
+    assert not driver.phases()[0].needs_build  # the Triton tests overlap the build
+    ops = tmp_path / "tests" / "ops"
+    ops.mkdir(parents=True)
+    for name in ("test_shifted_window_attention_triton.py", "test_shifted_window_attention_triton_onepass.py",
+                 "test_shifted_window_attention_cuda.py", "test_shifted_window_attention.py",
+                 "test_window_attention_triton.py", "test_semantic_attention_triton.py"):
+        (ops / name).write_text("")
+    monkeypatch.setattr(driver, "ROOT", tmp_path)
+    assert driver.attention_test_files("triton") == [
+        "tests/ops/test_shifted_window_attention_triton.py", "tests/ops/test_shifted_window_attention_triton_onepass.py",
+        "tests/ops/test_window_attention_triton.py"]
+    assert driver.attention_test_files("cuda") == ["tests/ops/test_shifted_window_attention_cuda.py"]

@@ -10,6 +10,8 @@ attention_weights (B, Lq, nH, nL, nP). Each (b, q, h) output is
 with ``bilinear`` = ``F.grid_sample(mode="bilinear")`` on the grid 2·loc − 1 (so loc = 0 and 1 are the outer
 edges of the map when align_corners is False, the centres of the corner pixels when it is True) and
 ``padding_mode`` outside the map (zeros: Deformable DETR). Returns (B, Lq, nH·d) in value's dtype.
+
+The semantics in full, edge cases included: docs/ops.md, section ``ms_deform_attn``.
 """
 from __future__ import annotations
 

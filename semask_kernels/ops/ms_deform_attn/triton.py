@@ -29,6 +29,10 @@ from torch import Tensor
 from ... import _triton_utils as tu
 from .levels import level_shapes
 
+# the files this backend is made of besides this one: its GPU evidence is tied to their SHA-256
+# (semask_kernels/evidence.py)
+SOURCES = ("semask_kernels/ops/ms_deform_attn/levels.py",)
+
 tl = tu.language()
 CORNERS_PER_CHUNK = 1 << 24  # keys, sorted keys and permutation of at most 16M corners (256 MiB) at a time
 INT32_MAX = 2 ** 31 - 1

@@ -16,6 +16,12 @@ from ... import _ext
 from ...backends import reasons
 from ...kernels.bilinear_bands import band_weights
 
+# the files this backend is made of besides this one: its GPU evidence is tied to their SHA-256
+# (semask_kernels/evidence.py)
+SOURCES = ("semask_kernels/kernels/bilinear_bands.py",
+           "csrc/prior_map_decode/",
+           "csrc/common/")
+
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 

@@ -16,8 +16,9 @@ OP = SPEC.name
 backends.register_op(OP, SPEC.preference)
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
 backends.register_module(OP, "torch", torch_path, verified=True)
-# every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun
-backends.register_module(OP, "cuda", cuda, verified=True)
+# every gpu test passed on an H200 (benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun), but its sources changed
+# since (band weights moved to semask_kernels/kernels/bilinear_bands.py, csrc/common/limits.h): to rerun on a GPU
+backends.register_module(OP, "cuda", cuda, verified=False)
 # its gpu tests passed on an H200 (benchmarks/results/gpu/2026-11-29-h200-c29f02c), but the kernel changed since
 # (zero interpolation weights skipped, so a non-finite input reaches only its dependents): to rerun on a GPU
 backends.register_module(OP, "triton", triton, verified=False)

@@ -30,6 +30,10 @@ from ... import _triton_utils as tu
 from ...backends import reasons
 from ...kernels.bilinear_bands import device_band
 
+# the files this backend is made of besides this one: its GPU evidence is tied to their SHA-256
+# (semask_kernels/evidence.py)
+SOURCES = ("semask_kernels/kernels/bilinear_bands.py",)
+
 tl = tu.language()
 LEVELS_PER_LAUNCH = 3
 

@@ -16,8 +16,9 @@ OP = SPEC.name
 backends.register_op(OP, SPEC.preference)
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
 backends.register_module(OP, "torch", torch_path, verified=True)
-# every gpu test passed on an H200: benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun
-backends.register_module(OP, "triton", triton, verified=True)
+# every gpu test passed on an H200 (benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun), but triton.py changed
+# since (Config built by keyword, keyword launches): to rerun on a GPU
+backends.register_module(OP, "triton", triton, verified=False)
 
 
 @torch.library.custom_op("semask_kernels::semantic_attention", mutates_args=())

@@ -29,6 +29,11 @@ from ... import _triton_utils as tu
 from ...kernels import window_attention as wa
 from .._windows import padded_size
 
+# the files this backend is made of besides this one: its GPU evidence is tied to their SHA-256
+# (semask_kernels/evidence.py)
+SOURCES = ("semask_kernels/kernels/window_attention.py",
+           "semask_kernels/kernels/window_attention_tiles.py")
+
 
 def _problem(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value):
     b, h, w, c3 = qkv.shape

@@ -12,6 +12,15 @@ import torch
 from ...kernels import window_attention_onepass as onepass
 from . import triton
 
+# the files this variant is made of besides this one (its GPU evidence is tied to their SHA-256,
+# semask_kernels/evidence.py): its kernels and tile table, the verified family it imports and falls back to, and
+# the problem setup of triton.py
+SOURCES = ("semask_kernels/kernels/window_attention_onepass.py",
+           "semask_kernels/kernels/window_attention_onepass.json",
+           "semask_kernels/kernels/window_attention.py",
+           "semask_kernels/kernels/window_attention_tiles.py",
+           "semask_kernels/ops/shifted_window_attention/triton.py")
+
 
 def forward(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value):
     """(B, H, W, C), contiguous; same arguments as reference.forward."""

@@ -9,6 +9,11 @@ import torch
 from ... import _triton_utils as tu
 from ...kernels import window_attention as wa
 
+# the files this backend is made of besides this one: its GPU evidence is tied to their SHA-256
+# (semask_kernels/evidence.py)
+SOURCES = ("semask_kernels/kernels/window_attention.py",
+           "semask_kernels/kernels/window_attention_tiles.py")
+
 
 def _problem(q, k, v, bias_table, window_size, mask, scale) -> wa.Problem:
     b_, heads, n, d = q.shape

@@ -1,9 +1,7 @@
-"""Checkpoint loading: official Swin ImageNet checkpoints, timm Swin state dicts and official SeMask-FPN
-(mmseg) checkpoints, into the models of this package.
-
-Loading never runs code from a file: safetensors, or ``torch.load(weights_only=True)``; a pickle that needs more
-is refused. Shapes that do not fit are refused naming the key, except ``relative_position_bias_table``, which is
-resized bicubically when the window differs (as the official ``mmcv_custom/checkpoint.py``).
+"""A state dict in and out of a model: reading one from a file without running code from it, fitting it to a
+model non-strictly (differently sized relative-position tables resized, other shape mismatches refused naming the
+key) and the :class:`LoadReport` of what the load did. Every checkpoint reader of the package
+(:mod:`semask_models.checkpoints.convert`, :mod:`semask_models.checkpoints.detectron2`) ends here.
 """
 from __future__ import annotations
 
@@ -20,7 +18,7 @@ from torch import Tensor, nn
 
 logger = logging.getLogger("semask_models")
 StateDict = dict[str, Tensor]
-_DROPPED_SUFFIXES = ("relative_position_index", "attn_mask")  # buffers the official code stored, rebuilt here
+DROPPED_SUFFIXES = ("relative_position_index", "attn_mask")  # buffers the official code stored, rebuilt here
 
 
 @dataclass
@@ -36,7 +34,7 @@ class LoadReport:
     def unused(self) -> list[str]:
         """Unexpected keys that carried weights (buffers this package rebuilds, such as
         ``relative_position_index``, excluded)."""
-        return [k for k in self.unexpected if not k.endswith(_DROPPED_SUFFIXES)]
+        return [k for k in self.unexpected if not k.endswith(DROPPED_SUFFIXES)]
 
     @property
     def complete(self) -> bool:
@@ -58,7 +56,7 @@ def read_state_dict(path: Union[str, Path]) -> StateDict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
-        from .checkpoint import read_weights
+        from .training import read_weights
         return read_weights(path)[0]  # verifies the checksum of this package's own files
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -79,34 +77,6 @@ def unwrap(obj, name: str = "checkpoint") -> StateDict:
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ValueError(f"{name} does not hold a state dict of tensors")
     return dict(obj)
-
-
-def detect_format(sd: StateDict) -> str:
-    """"segmentor" (mmseg/this package: ``backbone.``/``decode_head.`` prefixes), "official_swin"
-    (downsample at the end of a stage) or "timm_swin" (downsample at the start of the next stage)."""
-    if any(k.startswith("backbone.") for k in sd):
-        return "segmentor"
-    if any(k.startswith("layers.0.downsample.") for k in sd):
-        return "official_swin"
-    if any(k.startswith("layers.1.downsample.") for k in sd) or any(k.startswith("head.fc.") for k in sd):
-        return "timm_swin"
-    if any(k.startswith("layers.") for k in sd):
-        return "official_swin"  # one stage, no downsample: the layouts agree
-    raise ValueError("cannot tell the checkpoint format: no 'layers.*' or 'backbone.*' keys")
-
-
-def swin_to_backbone(sd: StateDict, fmt: str) -> tuple[StateDict, list[str]]:
-    """Rename an ImageNet Swin state dict to the backbone layout; returns (renamed, dropped keys)."""
-    out, dropped = {}, []
-    for key, value in sd.items():
-        if key.startswith("head.") or key.startswith("norm.") or key.endswith(_DROPPED_SUFFIXES):
-            dropped.append(key)  # classifier, final norm and rebuilt buffers have no place in the backbone
-            continue
-        parts = key.split(".")
-        if fmt == "timm_swin" and parts[0] == "layers" and parts[2] == "downsample":
-            parts[1] = str(int(parts[1]) - 1)  # timm merges at the start of stage i, officially at the end of i-1
-        out[".".join(parts)] = value
-    return out, dropped
 
 
 def resize_bias_table(table: Tensor, num_entries: int) -> Tensor:
@@ -143,46 +113,6 @@ def fit_to(model: nn.Module, sd: StateDict, fmt: str) -> LoadReport:
     return report
 
 
-def load_swin_backbone(backbone: nn.Module, source: Union[str, Path, StateDict]) -> LoadReport:
-    """Load an official or timm Swin ImageNet checkpoint (path or state dict) into a ``SwinBackbone``."""
-    sd = read_state_dict(source) if not isinstance(source, dict) else unwrap(source)
-    fmt = detect_format(sd)
-    if fmt == "segmentor":
-        sd, fmt = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}, "segmentor backbone"
-        dropped = []
-    else:
-        sd, dropped = swin_to_backbone(sd, fmt)
-    report = fit_to(backbone, sd, fmt)
-    report.unexpected += dropped
-    _log(report)
-    return report
-
-
-def _log(report: LoadReport) -> None:
+def log_report(report: LoadReport) -> None:
     level = logging.WARNING if report.missing or report.unexpected else logging.INFO
     logger.log(level, "checkpoint loaded\n%s", report)
-
-
-def load_checkpoint(model: nn.Module, source: Union[str, Path, StateDict]) -> LoadReport:
-    """Load into a ``Segmentor``: a full segmentor checkpoint (official SeMask-FPN mmseg layout, this package's, or
-    an official SeMask-MaskFormer/-Mask2Former detectron2 ``.pkl``/``.pth``,
-    :mod:`semask_models.detectron2_checkpoint`) or an ImageNet Swin checkpoint (also a detectron2 ``.pkl``) into
-    its backbone. Returns the report of the whole segmentor (an ImageNet
-    checkpoint leaves the head and the semantic layers missing), also logged. The load is partial by design
-    (``pretrained``); :meth:`LoadReport.complete` says whether it was not."""
-    if not isinstance(source, dict) and Path(source).suffix == ".pkl":  # detectron2: numpy arrays only
-        from .detectron2_checkpoint import read_pkl
-        source = read_pkl(source)
-    sd = read_state_dict(source) if not isinstance(source, dict) else unwrap(source)
-    if any(k.startswith("sem_seg_head.") for k in sd):  # SeMask-MaskFormer / -Mask2Former (detectron2)
-        from .detectron2_checkpoint import load_detectron2_checkpoint
-        return load_detectron2_checkpoint(model, sd)
-    if detect_format(sd) != "segmentor":
-        part = load_swin_backbone(model.backbone, sd)
-        # the report is of the whole segmentor: everything outside the backbone keeps its initial values
-        rest = [k for k in model.state_dict() if not k.startswith("backbone.")]
-        return LoadReport(part.source_format, missing=[f"backbone.{k}" for k in part.missing] + rest,
-                          unexpected=part.unexpected, resized=[f"backbone.{k}" for k in part.resized])
-    report = fit_to(model, sd, "segmentor")
-    _log(report)
-    return report

@@ -1,0 +1,3 @@
+"""How weights come and go: reading and converting official / timm / detectron2 / Hugging Face checkpoints into a
+model (``convert.py``, ``detectron2.py``), the training checkpoints of a run (``training.py``), and the atomic writes
+and checksums they share (``atomic.py``, ``checksum.py``)."""
