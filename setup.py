@@ -209,7 +209,8 @@ setup(
     python_requires=">=3.10",
     packages=_packages(),
     package_dir={"semask_models": "models"},
-    package_data={"semask_models": ["configs/*.yaml", "configs/*.yml", "configs/*.json"]},
+    package_data={"semask_models": ["configs/*.yaml", "configs/*.yml", "configs/*.json"],
+                  "semask_kernels": ["kernels/*.json"]},  # the Triton variants' tile tables
     # timm: drop path and the Swin interop; connected-components-3d: SGR's instance supervision
     install_requires=["torch>=2.5", "numpy", TIMM, "safetensors", "connected-components-3d"],
     extras_require={

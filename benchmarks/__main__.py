@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import re
 
-from . import compare_models, compare_swin, flops, host_cost, kernels, model_breakdown, model_table, ops, profile_swin, report
+from . import (compare_models, compare_swin, flops, host_cost, kernels, model_breakdown, model_table, ops,
+               profile_swin, report, sweep_swa)
 
 
 def summary(doc: str) -> str:
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = commands.add_parser("report", help=summary(report.__doc__),
                               description=report.__doc__.replace("``", ""))
     report.add_arguments(rep)
+    sweep = commands.add_parser("sweep-swa", help=summary(sweep_swa.__doc__),
+                                description=sweep_swa.__doc__.replace("``", ""))
+    sweep_swa.add_arguments(sweep)
     return parser
 
 
@@ -81,6 +85,8 @@ def main(argv=None) -> None:
         kernels.run(args)
     elif args.command == "report":
         report.run(args)
+    elif args.command == "sweep-swa":
+        sweep_swa.run(args)
 
 
 if __name__ == "__main__":

@@ -83,10 +83,11 @@ def sequence(item: Rule, item_text: str, *, length: Optional[int] = None, min_le
 
 
 def backend_name(value):
-    """Rule for a ``backend`` field: one of the op backends (``semask_kernels._env.BACKEND_NAMES``)."""
-    from semask_kernels._env import BACKEND_NAMES
-    ok = isinstance(value, str) and value.lower() in BACKEND_NAMES
-    return None if ok else f"one of {list(BACKEND_NAMES)}"
+    """Rule for a ``backend`` field: one of the op backends (``semask_kernels._env.BACKEND_NAMES``) or a
+    variant ``"<backend>.<variant>"``."""
+    from semask_kernels._env import BACKEND_NAMES, is_backend_name
+    ok = isinstance(value, str) and is_backend_name(value.lower())
+    return None if ok else f"one of {list(BACKEND_NAMES)} or a variant '<backend>.<variant>'"
 
 
 def pair_of_positive_ints(*, none: bool = False) -> Rule:

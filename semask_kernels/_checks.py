@@ -75,12 +75,14 @@ def number(name: str, value, *, finite: bool = True) -> float:
 
 
 def backend(name: str, value) -> str:
-    """A backend name ("auto", "reference", "torch", "triton", "cuda", any case), checked where it is stored (a module's
+    """A backend name ("auto", "reference", "torch", "triton", "cuda", or a variant such as "triton.onepass"; any
+    case), checked where it is stored (a module's
     constructor) rather than at its first call; returned lower-cased."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, one of {_env.BACKEND_NAMES}; got {type(value).__name__}")
-    if value.lower() not in _env.BACKEND_NAMES:
-        raise ValueError(f"{name} must be one of {_env.BACKEND_NAMES}, got {value!r}")
+    if not _env.is_backend_name(value.lower()):
+        raise ValueError(f"{name} must be one of {_env.BACKEND_NAMES} or a variant '<backend>.<variant>', "
+                         f"got {value!r}")
     return value.lower()
 
 

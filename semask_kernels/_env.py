@@ -12,6 +12,14 @@ import os
 import re
 
 BACKEND_NAMES = ("auto", "reference", "torch", "triton", "cuda")
+# a variant of a backend: "<backend>.<variant>", e.g. "triton.onepass" (new kernels beside the verified ones)
+VARIANT_NAME = re.compile(r"(reference|torch|triton|cuda)\.[a-z0-9_]+")
+
+
+def is_backend_name(value: str) -> bool:
+    """Whether ``value`` (lower-cased) names a backend: one of BACKEND_NAMES or a variant "<backend>.<variant>"
+    (whether the op has that variant is the registry's question)."""
+    return value in BACKEND_NAMES or VARIANT_NAME.fullmatch(value) is not None
 DEFAULT_CUDA_ARCHS = "sm_80;sm_89;sm_90"
 
 
@@ -23,8 +31,9 @@ def _get(name: str, default: str) -> str:
 def default_backend() -> str:
     """``SEMASK_BACKEND``: the backend used when a call says ``backend="auto"`` (read at each call)."""
     value = _get("SEMASK_BACKEND", "auto").lower()
-    if value not in BACKEND_NAMES:
-        raise ValueError(f"SEMASK_BACKEND must be one of {BACKEND_NAMES}, got {value!r}")
+    if not is_backend_name(value):
+        raise ValueError(f"SEMASK_BACKEND must be one of {BACKEND_NAMES} or a variant '<backend>.<variant>', "
+                         f"got {value!r}")
     return value
 
 

@@ -170,8 +170,15 @@ def _tensors(args) -> Iterator[torch.Tensor]:
 
 def _run_backend(call: Call) -> None:
     """The Triton backend's host code on ``call``, forward and (if needed) backward, as the op's autograd
-    formula calls it (op.py: backward(grad.contiguous(), *inputs), prior_map_decode with the map sizes)."""
-    mod = triton_modules()[call.op]
+    formula calls it (op.py: backward(grad.contiguous(), *inputs), prior_map_decode with the map sizes); then
+    the same for every Triton variant the op registers ("triton.<variant>")."""
+    _run_module(call, triton_modules()[call.op])
+    for name in backends.names(call.op):
+        if name != "triton" and backends.base(name) == "triton":
+            _run_module(call, backends.get_backend(call.op, name))
+
+
+def _run_module(call: Call, mod) -> None:
     args = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in call.args)
     out = mod.forward(*args)
     if not call.backward:

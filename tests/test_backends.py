@@ -19,7 +19,9 @@ def test_available_backends_lists_every_op_and_backend_with_a_reason():
     table = sk.available_backends()
     assert set(table) == set(specs()) and len(table) >= 5
     for op, per_backend in table.items():
-        assert set(per_backend) == {"reference", "torch", "triton", "cuda"}
+        variants = {b for b in backends.names(op) if b not in backends.BACKENDS}
+        assert set(per_backend) == {"reference", "torch", "triton", "cuda"} | variants
+        assert all(backends.base(v) in backends.BACKENDS for v in variants), variants
         assert per_backend["reference"] == per_backend["torch"] == (True, "available")
         for ok, reason in per_backend.values():
             assert isinstance(ok, bool) and isinstance(reason, str) and reason

@@ -47,6 +47,12 @@ ALLOWED_STACK = {
     ("window_attention._bwd_kv_kernel", "bfloat16"): 256,
     ("window_attention._bwd_kv_kernel", "float16"): 256,
     ("window_attention._bwd_q_kernel", "float16"): 1280,
+    # triton.onepass (window_attention_onepass.py): fp32 as above (CUDA-core dots on (64, 64) fp32 tiles); 16-bit:
+    # the backward where padding tokens read qkv_bias (the pad selects and the d qkv_bias sums), and head dim 128
+    ("window_attention_onepass._allheads_fwd_kernel", "float32"): 224,
+    ("window_attention_onepass._onepass_bwd_kernel", "float32"): 1984,
+    ("window_attention_onepass._onepass_bwd_kernel", "bfloat16"): 160,
+    ("window_attention_onepass._onepass_bwd_kernel", "float16"): 544,
     # the online log-sum-exp over (BLOCK_X=128, BLOCK_K=32) fp32 interpolated logits, four taps each (3.8 only)
     ("upsample_cross_entropy._lse_kernel", "float32"): 2048,
     ("upsample_cross_entropy._lse_kernel", "bfloat16"): 2048,
@@ -122,4 +128,39 @@ def test_half_precision_dots_use_tensor_cores(sm90):
             bad.append(f"{fma} of {len(r['dots'])} dots off tensor cores, wgmma {r['wgmma']}, "
                        f"mma.sync {r['mma_sync']}: {_describe(r)}")
     assert checked, "no bf16/fp16 build with a tl.dot was found: the TTGIR parsing is broken"
+    assert not bad, "\n".join(bad)
+
+
+REGISTERS_PER_SM = 65536  # sm_90
+SHARED_PER_SM = 233472  # 228 KiB
+FORWARD_REGISTERS = 168  # 3 programs of 4 warps per SM
+
+
+def _allocated(registers: int) -> int:
+    return -(-registers // 8) * 8  # registers are allocated per thread in units of 8
+
+
+def test_onepass_variant_fits_its_budgets(sm90):
+    """The triton.onepass variant on sm_90: its 16-bit forward needs <= 168 registers wherever no padding token
+    reads qkv_bias (every Swin stage whose map is a multiple of the window, the benchmark shapes), and every
+    build of its one-pass backward fits two programs per SM (registers and shared memory) without spilling in
+    16-bit unless padding tokens read qkv_bias (ALLOWED_STACK holds those)."""
+    found = {"fwd": 0, "bwd": 0}
+    bad = []
+    for r in sm90["results"]:
+        half = r["dtype"] in ("bfloat16", "float16")
+        if r["kernel"] == "window_attention_onepass._allheads_fwd_kernel" and half:
+            if not r["constexprs"]["HAS_QKV_BIAS"]:
+                found["fwd"] += 1
+                if r["registers"] > FORWARD_REGISTERS:
+                    bad.append(f"{r['registers']} registers > {FORWARD_REGISTERS}: {_describe(r)}")
+        elif r["kernel"] == "window_attention_onepass._onepass_bwd_kernel":
+            found["bwd"] += 1
+            threads = 32 * r["num_warps"]
+            if 2 * _allocated(r["registers"]) * threads > REGISTERS_PER_SM or 2 * r["shared"] > SHARED_PER_SM:
+                bad.append(f"two programs do not fit an SM ({r['registers']} registers x {threads} threads, "
+                           f"{r['shared']} B shared): {_describe(r)}")
+            if half and not r["constexprs"]["HAS_QKV_BIAS"] and r["stack"]:
+                bad.append(f"{r['stack']} B of stack: {_describe(r)}")
+    assert found["fwd"] and found["bwd"], f"no triton.onepass build found: {found}"
     assert not bad, "\n".join(bad)

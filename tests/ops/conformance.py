@@ -25,13 +25,14 @@ EXACT = (torch.float32, torch.float64)
 
 def device(backend: str) -> str:
     """Where ``backend``'s tests run: CUDA for the CUDA backend, and for Triton unless it is interpreted."""
+    backend = backend.split(".", 1)[0]  # a variant ("triton.onepass") runs where its backend runs
     on_gpu = torch.cuda.is_available() and not (backend == "triton" and _env.triton_interpret())
     return "cuda" if backend == "cuda" or (backend == "triton" and on_gpu) else "cpu"
 
 
 def fused(spec: OpSpec) -> list:
     """pytest params of ``spec``'s backends other than the reference, the CUDA one marked ``gpu``."""
-    return [pytest.param(b, marks=[pytest.mark.gpu] if b == "cuda" else [], id=b) for b in spec.dtypes
+    return [pytest.param(b, marks=[pytest.mark.gpu] if b.split(".", 1)[0] == "cuda" else [], id=b) for b in spec.dtypes
             if b != "reference"]
 
 

@@ -21,7 +21,7 @@ SPECS = specs()
 
 
 def _marks(backend: str) -> list:
-    return [pytest.mark.gpu] if backend == "cuda" else []
+    return [pytest.mark.gpu] if backend.split(".", 1)[0] == "cuda" else []  # variants ("cuda.x") too
 
 
 def _fused(spec) -> list[str]:

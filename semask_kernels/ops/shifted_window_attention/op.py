@@ -9,11 +9,11 @@ from torch import Tensor
 from ... import _checks, backends
 from .._autograd import empty_result
 from .._spec import register_flops
-from . import cuda, reference, torch_path, triton
-from .spec import PAD_ORDERS, SPEC
+from . import cuda, reference, torch_path, triton, triton_onepass
+from .spec import PAD_ORDERS, SPEC, shape_class
 
 OP = SPEC.name
-backends.register_op(OP, SPEC.preference)
+backends.register_op(OP, SPEC.preference, shape_class=shape_class)
 backends.register_backend(OP, "reference", forward=reference.forward, backward=reference.backward)
 backends.register_module(OP, "torch", torch_path, verified=True)
 # every gpu test passed on an H200 (benchmarks/results/gpu/2026-11-29-h200-99220a5-rerun), but its sources changed
@@ -22,6 +22,8 @@ backends.register_module(OP, "cuda", cuda, verified=False)
 # every gpu test passed on an H200 (benchmarks/results/gpu/2026-11-29-h200-c29f02c), but its sources changed since:
 # the kernels moved to semask_kernels/kernels/window_attention*.py and launch by keyword: to rerun on a GPU
 backends.register_module(OP, "triton", triton, verified=False)
+# all-heads forward and one-pass backward (kernels/window_attention_onepass.py): no GPU run has tested it yet
+backends.register_module(OP, "triton.onepass", triton_onepass, verified=False)
 
 
 @torch.library.custom_op("semask_kernels::shifted_window_attention", mutates_args=())
@@ -66,7 +68,8 @@ def _setup_context(ctx, inputs, output):
     qkv, bias_table, qkv_bias, *geometry, backend = inputs
     ctx.save_for_backward(qkv, bias_table, qkv_bias)
     ctx.geometry = Geometry(*geometry)
-    ctx.backend = backends.resolve(OP, backend, qkv, bias_table, qkv_bias, *ctx.geometry)  # "auto": TorchScript
+    ctx.backend = backends.resolve(OP, backend, qkv, bias_table, qkv_bias, *ctx.geometry,  # "auto": TorchScript
+                                   direction="backward")
 
 
 def _backward(ctx, grad):
@@ -136,7 +139,8 @@ def shifted_window_attention(qkv: Tensor, bias_table: Tensor, *, num_heads: int,
         qkv_bias: (3C,) bias of the qkv Linear: the q, k, v of padded tokens (zeros when None). Gets a gradient.
         pad_order: "roll_then_pad" (timm) or "pad_then_roll" (official Swin segmentation / mmseg / SeMask).
         mask_value: additive value between tokens of different shift regions (-100 as in timm).
-        backend: "auto", "reference", "torch", "triton" or "cuda".
+        backend: "auto", "reference", "torch", "triton", "cuda", or the variant "triton.onepass" (all heads of a
+            window per program forward, one-pass backward; not yet verified on a GPU).
 
     Returns:
         (B, H, W, C): the attention output at each token's own position, the input of ``proj``.
@@ -151,6 +155,6 @@ def shifted_window_attention(qkv: Tensor, bias_table: Tensor, *, num_heads: int,
                      scale=scale, qkv_bias=qkv_bias, pad_order=pad_order, mask_value=mask_value)
     if qkv.numel() == 0:  # B, H or W is 0: an empty map attends to nothing
         return empty_result((*qkv.shape[:-1], qkv.shape[-1] // 3), qkv, bias_table, qkv_bias)
-    name = backends.choose_backend(OP, backend, *args)
-    plain = backends.get_backend(OP, name).plain
-    return plain(*args) if plain is not None else _swa(*args, name)
+    forward, backward = backends.choose_backends(OP, backend, *args)  # auto: per direction (choice table)
+    plain = backends.get_backend(OP, forward).plain  # the torch path's autograd then does the backward too
+    return plain(*args) if plain is not None else _swa(*args, backends.pair(forward, backward))

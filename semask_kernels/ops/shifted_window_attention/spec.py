@@ -35,6 +35,13 @@ def inputs(b: int, h: int, w: int, heads: int, d: int, window, shift=(0, 0), pad
                  "mask_value": -100.0}, ("qkv", "bias_table") + (("qkv_bias",) if bias else ()))
 
 
+def shape_class(qkv, bias_table, qkv_bias, num_heads, window_size, *rest) -> str:
+    """The key of a call's rows in auto's choice table (``semask_kernels/_choice.py``): dtype, window, head dim
+    and heads (the four Swin-T stages differ in heads); batch and map size scale the time, not the choice."""
+    d = qkv.shape[-1] // 3 // num_heads
+    return (f"{str(qkv.dtype).removeprefix('torch.')} w{window_size[0]}x{window_size[1]} d{d} h{num_heads}")
+
+
 def sample(size: Size, dtype, device) -> Call:
     """One Swin block's attention at ``size`` (shifted by ``size.shift`` when the map exceeds the window)."""
     shift = (size.shift, size.shift) if min(size.height, size.width) > size.window else (0, 0)
@@ -95,7 +102,8 @@ CASES = (
 SPEC = OpSpec(
     name="shifted_window_attention",
     preference=("triton", "cuda", "torch", "reference"),  # triton measured faster (H200, Swin-T)
-    dtypes={"reference": ALL_FLOATS, "torch": ALL_FLOATS, "triton": FP32 + LOW, "cuda": FP32 + LOW},
+    dtypes={"reference": ALL_FLOATS, "torch": ALL_FLOATS, "triton": FP32 + LOW, "cuda": FP32 + LOW,
+            "triton.onepass": FP32 + LOW},
     sample=sample,
     flops=flops,
     cases=CASES,
