@@ -17,9 +17,9 @@ the ``triton.onepass`` variant, beside the verified kernels of ``window_attentio
   this one computes). Tile settings come from a small table keyed by (window tokens, head dim, heads)
   (``window_attention_onepass.json``, chosen by ``python -m benchmarks sweep-swa``), else by rule.
 
-Windows larger than one tile (12x12 and up) run the verified kernels of ``window_attention.py`` (their
-backward recomputes the statistics in a separate pass). Launch arguments other than the tensors are built once
-per geometry and cached (``_launch_args``).
+Windows larger than one tile (12x12 and up) run ``window_attention_lse.py``: a forward that saves the row
+log-sum-exp and a backward that starts from it. Launch arguments other than the tensors are built once per
+geometry and cached (``_launch_args``).
 """
 from __future__ import annotations
 
@@ -256,11 +256,12 @@ def _bias_pointers(p: wa.Problem, qkv: Tensor) -> Tensor:
 
 
 def forward(p: wa.Problem, qkv: Tensor, out: Tensor) -> Tensor:
-    """Write the attention output (B, H, W, C) into ``out``; windows over one tile run the verified forward."""
+    """Write the attention output (B, H, W, C) into ``out``; windows of up to one tile (larger ones:
+    ``window_attention_lse.py``)."""
+    if not fits_one_tile(p.n):
+        raise ValueError(f"the all-heads forward takes windows of up to {ONE_TILE} tokens, got N={p.n}")
     if p.n_windows == 0 or out.numel() == 0:
         return out
-    if not fits_one_tile(p.n):
-        return wa.attention_forward(p, out)
     grid, args = _launch_args("forward", p, qkv, out, None)
     with tu.device_guard(out):
         _allheads_fwd_kernel[grid](QKV=qkv, QKVB=_bias_pointers(p, qkv), O=out, TABLE=p.table, **args)
@@ -270,12 +271,11 @@ def forward(p: wa.Problem, qkv: Tensor, out: Tensor) -> Tensor:
 def backward(p: wa.Problem, qkv: Tensor, grad: Tensor, dqkv: Tensor) -> tuple[Tensor, Optional[Tensor]]:
     """Write dqkv; return (d bias_table, d qkv_bias or None). Bitwise repeatable: every element of dqkv is written
     by one program, the two cross-window sums go through per-program partials reduced in a fixed order."""
-    c = p.heads * p.d
+    if not fits_one_tile(p.n):
+        raise ValueError(f"the one-pass backward takes windows of up to {ONE_TILE} tokens, got N={p.n}")
     if p.n_windows == 0 or grad.numel() == 0:
         dqkv.zero_()
         return torch.zeros_like(p.table), (torch.zeros_like(p.qkv_bias) if p.qkv_bias is not None else None)
-    if not fits_one_tile(p.n):
-        return wa.attention_backward(p, grad, dqkv[..., :c], dqkv[..., c:2 * c], dqkv[..., 2 * c:])
     grid, args = _launch_args("backward", p, qkv, grad, dqkv)
     block, d_pad, device = args["BLOCK"], args["D_PAD"], qkv.device
     groups = grid[0]
@@ -299,13 +299,16 @@ BLOCK_T = 16
 
 
 def table_bins(pt: Tensor, window: tuple[int, int], block: int) -> Tensor:
-    """(T, nH) fp32: the partial score gradients ``pt`` (programs, nH, block, block) folded into the table's
-    T = (2Wh-1)(2Ww-1) bins, in a fixed order (one launch, no atomics)."""
+    """(T, nH) fp32: the partial score gradients ``pt`` (programs, nH, rows, block), contiguous, pair (i, j) at
+    i·block + j of a plane, folded into the table's T = (2Wh-1)(2Ww-1) bins, in a fixed order (one launch, no
+    atomics)."""
     groups, heads = pt.shape[:2]
+    assert pt.shape[3] == block and pt.is_contiguous()
     index = bin_index(tuple(window), block, pt.device)
     t, maxc = index.shape
     out = torch.empty(t, heads, dtype=torch.float32, device=pt.device)
-    _table_bins_kernel[(heads, -(-t // BLOCK_T))](pt, index, out, groups, heads, t, PLANE=block * block, MAXC=maxc,
+    _table_bins_kernel[(heads, -(-t // BLOCK_T))](pt, index, out, groups, heads, t, PLANE=pt.shape[2] * block,
+                                                  MAXC=maxc,
                                                   BLOCK_T=BLOCK_T, BLOCK_C=tu.next_pow2(maxc, 16), num_warps=4)
     return out
 
