@@ -61,14 +61,14 @@ def _load_rows(P, PB, off, pad, ok, h, cols, DIM: tl.constexpr, s3, HAS_PB: tl.c
 
 
 @tu.jit
-def _allheads_fwd_kernel(QKV, QKVB, O, TABLE,
+def _allheads_fwd_kernel(QKV, QKVB, O, TABLE, WIN,
                          s0, s1, s2, s3, so0, so1, so2, so3, st0, st1,
                          n_pairs, ppp, NH, C, NWIN, NWC, H, W, HP, WP, SH, SW, scale, mask_value,
                          N: tl.constexpr, WH: tl.constexpr, WW: tl.constexpr, D: tl.constexpr,
                          D_PAD: tl.constexpr, BLOCK: tl.constexpr, STAGES: tl.constexpr,
                          PAD_THEN_ROLL: tl.constexpr, SHIFT_H: tl.constexpr, SHIFT_W: tl.constexpr,
-                         HAS_QKV_BIAS: tl.constexpr, IN_DT: tl.constexpr, DOT_DT: tl.constexpr,
-                         PREC: tl.constexpr):
+                         HAS_QKV_BIAS: tl.constexpr, LISTED: tl.constexpr, IN_DT: tl.constexpr,
+                         DOT_DT: tl.constexpr, PREC: tl.constexpr):
     g = tl.program_id(0)
     t = tl.arange(0, BLOCK)
     ok = t < N
@@ -76,7 +76,10 @@ def _allheads_fwd_kernel(QKV, QKVB, O, TABLE,
     qk_scale = scale * LOG2E
     start = g * ppp
     for it in tl.range(start, tl.minimum(start + ppp, n_pairs), num_stages=STAGES):
-        w = it // NH  # window-major: the heads of one window are consecutive iterations
+        if LISTED:  # the windows that hold padding tokens, from the list WIN
+            w = tl.load(WIN + it // NH)
+        else:
+            w = it // NH  # window-major: the heads of one window are consecutive iterations
         h = it % NH
         b, y, x, pad, ph, pw = _geometry(w, t, NWIN, NWC, H, W, HP, WP, SH, SW, WH, WW, True, PAD_THEN_ROLL)
         off = _offsets(b, y, x, h, D, s0, s1, s2, s3, True)
@@ -228,22 +231,30 @@ def _strides(prefix: str, t: Tensor) -> dict:
 _LAUNCH_ARGS: dict = {}
 
 
-def _launch_args(kind: str, p: wa.Problem, qkv: Tensor, other: Tensor, out: Optional[Tensor]) -> tuple:
+def _launch_args(kind: str, p: wa.Problem, qkv: Tensor, other: Tensor, out: Optional[Tensor],
+                 listed: int = 0) -> tuple:
     """(grid, the non-tensor keyword arguments) of a launch, built once per geometry (shapes, strides, dtype,
-    window, shift, pad order, scale) and kept: a call only adds its tensors."""
+    window, shift, pad order, scale) and kept: a call only adds its tensors. ``listed``: the number of padded
+    windows of a "forward-padded" launch."""
     s = p.shift
     key = (kind, qkv.shape, qkv.stride(), other.stride(), out.stride() if out is not None else None,
-           p.table.stride(), qkv.dtype, p.heads, p.window, s, p.scale, p.has_padding_tokens)
+           p.table.stride(), qkv.dtype, p.heads, p.window, s, p.scale, p.has_padding_tokens, listed)
     found = _LAUNCH_ARGS.get(key)
     if found is not None:
         return found
     args = dict(**_geometry_args(p), **_strides("s", qkv), st0=p.table.stride(0), st1=p.table.stride(1))
-    if kind == "forward":
+    if kind == "forward":  # every window, padding tokens read as zeros (the padded ones are redone below)
         n_pairs = p.n_windows * p.heads
         cfg = tiles(p.n, p.d, p.heads, n_pairs)
         args.update(**_strides("so", other), n_pairs=n_pairs, ppp=cfg.pairs_per_program, STAGES=cfg.num_stages,
-                    num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+                    num_warps=cfg.num_warps, num_stages=cfg.num_stages, HAS_QKV_BIAS=False, LISTED=False)
         grid = (-(-n_pairs // cfg.pairs_per_program),)
+    elif kind == "forward-padded":  # the listed windows with qkv_bias: one (window, head) per program, so the
+        # build has no loop (ppp == 1 is specialized) and no pipeline to feed: within the register budget
+        n_pairs = listed * p.heads
+        args.update(**_strides("so", other), n_pairs=n_pairs, ppp=1, STAGES=1, num_warps=4, num_stages=1,
+                    LISTED=True)
+        grid = (n_pairs,)
     else:
         wpp = max(1, min(16, p.n_windows * p.heads // wa.TARGET_PROGRAMS))
         args.update(**_strides("so", other), **_strides("dq", out), n_windows=p.n_windows, wpp=wpp,
@@ -266,8 +277,41 @@ def forward(p: wa.Problem, qkv: Tensor, out: Tensor) -> Tensor:
         return out
     grid, args = _launch_args("forward", p, qkv, out, None)
     with tu.device_guard(out):
-        _allheads_fwd_kernel[grid](QKV=qkv, QKVB=_bias_pointers(p, qkv), O=out, TABLE=p.table, **args)
+        # every window as if it had no padding token (the pipelined build within the register budget) ...
+        _allheads_fwd_kernel[grid](QKV=qkv, QKVB=_bias_pointers(p, qkv), O=out, TABLE=p.table, WIN=out, **args)
+        if p.has_padding_tokens:  # ... then the windows that hold some again, with qkv_bias, over their tokens
+            windows = padded_windows(p, qkv.device)
+            grid, args = _launch_args("forward-padded", p, qkv, out, None, len(windows))
+            _allheads_fwd_kernel[grid](QKV=qkv, QKVB=_bias_pointers(p, qkv), O=out, TABLE=p.table, WIN=windows,
+                                       **args)
     return out
+
+
+def _padded_lines(size: int, padded: int, win: int, shift: int, pad_then_roll: bool) -> list[int]:
+    """The window indices along one axis whose grid cells include padding (see ``_geometry``)."""
+    cells = range(padded)
+    pad = ([(c + shift) % padded >= size for c in cells] if pad_then_roll else [c >= size for c in cells])
+    return sorted({c // win for c in cells if pad[c]})
+
+
+_PADDED: dict = {}
+
+
+def padded_windows(p: wa.Problem, device: torch.device) -> Tensor:
+    """int32 (w = image·windows per image + window) of every window that holds a padding token, cached per
+    geometry: the second launch of the forward recomputes those windows with qkv_bias."""
+    s = p.shift
+    key = (p.n_windows, s, p.window, device)
+    found = _PADDED.get(key)
+    if found is None:
+        rows = _padded_lines(s.h, s.hp, p.window[0], s.sh, s.pad_then_roll)
+        cols = _padded_lines(s.w, s.wp, p.window[1], s.sw, s.pad_then_roll)
+        grid_rows, nwc = s.hp // p.window[0], s.nwc
+        per_image = [r * nwc + c for r in range(grid_rows) for c in range(nwc) if r in rows or c in cols]
+        images = p.n_windows // s.nwin
+        found = _PADDED[key] = torch.tensor([b * s.nwin + w for b in range(images) for w in per_image],
+                                            dtype=torch.int32, device=device)
+    return found
 
 
 def backward(p: wa.Problem, qkv: Tensor, grad: Tensor, dqkv: Tensor) -> tuple[Tensor, Optional[Tensor]]:

@@ -62,7 +62,7 @@ def test_one_tile_backward_is_one_pass_and_one_reduction(monkeypatch):
     assert launches.names == ["_onepass_bwd_kernel", "_table_bins_kernel"]
     launches.names.clear()
     triton_onepass.forward(*args)
-    assert launches.names == ["_allheads_fwd_kernel"]
+    assert launches.names == ["_allheads_fwd_kernel"] * 2  # every window, then the padded ones with qkv_bias
     want = triton.backward(grad, *args)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
@@ -147,9 +147,39 @@ def test_launch_arguments_are_built_once_per_geometry(monkeypatch):
     args = _args(1, 10, 9, 2, 16, (7, 7), (3, 3))
     for _ in range(3):
         triton_onepass.forward(*args)
-    assert len(built) == 1
+    assert len(built) == 2  # the launch over every window and the one over the padded windows
     triton_onepass.forward(*_args(1, 10, 9, 2, 16, (7, 7), (3, 3), "pad_then_roll"))  # another geometry
-    assert len(built) == 2
+    assert len(built) == 4
+
+
+@pytest.mark.parametrize("pad_order", ["roll_then_pad", "pad_then_roll"])
+@pytest.mark.parametrize("h,w,window,shift", [(10, 9, (7, 7), (3, 3)), (30, 27, (7, 7), (3, 3)),
+                                              (16, 13, (4, 6), (2, 3)), (14, 14, (7, 7), (3, 3)),
+                                              (9, 20, (3, 8), (1, 0))])
+def test_padded_windows_are_exactly_those_with_a_padding_token(h, w, window, shift, pad_order):
+    """The forward's second launch covers every window with a padding token and no other (brute force over
+    the padded grid, the reference's geometry)."""
+    p = triton._problem(*_args(2, h, w, 1, 16, window, shift, pad_order))
+    s = p.shift
+    want = set()
+    for b in range(2):
+        for ph in range(s.hp):
+            for pw in range(s.wp):
+                if pad_order == "pad_then_roll":
+                    pad = (ph + s.sh) % s.hp >= h or (pw + s.sw) % s.wp >= w
+                else:
+                    pad = ph >= h or pw >= w
+                if pad:
+                    want.add(b * s.nwin + (ph // window[0]) * s.nwc + pw // window[1])
+    got = onepass.padded_windows(p, torch.device("cpu"))
+    assert got.dtype == torch.int32 and got.tolist() == sorted(want)
+
+
+@interpreted
+def test_a_map_without_padding_tokens_is_one_launch(monkeypatch):
+    launches = _Launches(monkeypatch)
+    triton_onepass.forward(*_args(1, 14, 14, 2, 16, (7, 7), (3, 3)))
+    assert launches.names == ["_allheads_fwd_kernel"]
 
 
 @pytest.mark.parametrize("window", [(7, 7), (4, 6), (2, 2)])
