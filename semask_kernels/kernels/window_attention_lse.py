@@ -15,7 +15,7 @@ softmax statistics").
   (a fixed order): the gradients are bitwise repeatable.
 
 Traffic per backward (activation-sized transfers): q, dO, O in and k, v per query block (L2), dq out in the
-first pass; q, dO, k, v in and dk, dv out in the second: 11, against 15 with the recomputing statistics pass.
+first pass; q, dO, k, v in and dk, dv out in the second: 12, against 15 with the recomputing statistics pass.
 """
 from __future__ import annotations
 
