@@ -15,7 +15,12 @@ the ``triton.onepass`` variant, beside the verified kernels of ``window_attentio
   (window, head) pairs window-major, so the heads of one window follow each other and together read the
   window's whole qkv rows; the loop is software-pipelined (``num_stages`` >= 2: the next pair's tiles load while
   this one computes). Tile settings come from a small table keyed by (window tokens, head dim, heads)
-  (``window_attention_onepass.json``, chosen by ``python -m benchmarks sweep-swa``), else by rule.
+  (``window_attention_onepass.json``, chosen by ``python -m benchmarks sweep-swa``), else by rule. On a map
+  with padding tokens and a qkv bias it is two launches: every window as if it had none (the pipelined build;
+  padding tokens read zeros), then only the windows that hold padding tokens (``padded_windows``), one
+  (window, head) per program, reading qkv_bias for them and overwriting those windows' tokens. Reading the
+  bias through selected pointers inside the pipelined loop took 203-235 registers on sm_90; both builds now
+  stay within the 168 of three programs per SM.
 
 Windows larger than one tile (12x12 and up) run ``window_attention_lse.py``: a forward that saves the row
 log-sum-exp and a backward that starts from it. Launch arguments other than the tensors are built once per
