@@ -110,9 +110,11 @@ class ShiftedWindowAttention(nn.Module):
 
     @torch.jit.unused
     def _padding_qkv(self, x: Tensor) -> Optional[Tensor]:
-        """qkv of a zero (padded) input: the Linear's bias, or, for a wrapped qkv (an adapter), its output on 0."""
-        if isinstance(self.qkv, nn.Linear):
-            return self.qkv.bias
+        """qkv of a zero (padded) input: the Linear's bias, or, for a wrapped, subclassed or hooked qkv (an adapter,
+        a hook that edits its output), the module's output on 0, as the stock code's padded tokens get."""
+        qkv = self.qkv
+        if type(qkv) is nn.Linear and not (qkv._forward_hooks or qkv._forward_pre_hooks):
+            return qkv.bias
         return self.qkv(x.new_zeros(1, x.shape[-1]))[0]
 
     @torch.jit.unused
