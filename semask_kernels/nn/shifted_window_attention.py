@@ -33,9 +33,11 @@ def runs_torch_path(x, attn_dim: int, table: Tensor, num_heads: int, window_size
                     pad_order: str, mask_value: float, backend: str) -> bool:
     """Whether the op, fed the qkv of the normed map ``x`` (B, H, W, C), would run its plain-PyTorch path: then a
     module runs that path from x instead (``torch_path.from_input``: the qkv Linear on windowed rows, C channels
-    gathered instead of 3C). False under FX tracing (the op stays one leaf node), autocast (the qkv dtype is
-    autocast's) and on input the op rejects (it reports why)."""
-    if isinstance(x, torch.fx.Proxy) or not isinstance(x, Tensor) or x.dim() != 4 or x.numel() == 0 \
+    gathered instead of 3C). False under FX tracing (the op stays one leaf node), ``torch.jit.trace`` (it records
+    the registered op, as TorchScript runs it), autocast (the qkv dtype is autocast's) and on input the op rejects
+    (it reports why)."""
+    if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or not isinstance(x, Tensor) or x.dim() != 4 \
+            or x.numel() == 0 \
             or not x.is_floating_point() or (torch.amp.is_autocast_available(x.device.type)
                                              and torch.is_autocast_enabled(x.device.type)):
         return False

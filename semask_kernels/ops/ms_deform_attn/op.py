@@ -159,7 +159,8 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Union[Tensor, Sequence[Sequenc
         return empty_result(out_shape, value, sampling_locations, attention_weights)
     name = backends.choose_backend(OP, backend, *args)
     plain = backends.get_backend(OP, name).plain
-    # the plain path reads the level table on the host: under torch.compile the opaque custom op runs instead
-    if plain is not None and not torch.compiler.is_compiling():
+    # the plain path reads the level table on the host: where there are no values to read (torch.compile,
+    # torch.jit.trace, meta and fake tensors) the opaque custom op runs instead (its fake kernel needs only shapes)
+    if plain is not None and all(_checks.concrete(t) for t in args[:3]):
         return plain(*args)
     return _msda(*args, name)

@@ -23,7 +23,10 @@ backends.register_module(OP, "triton", triton, verified=True)
 
 def _check_labels(target: Tensor, classes: int, ignore_index: int) -> None:
     """Inside the op's kernel (it needs the values, so it cannot run while tracing): one device sync, so that a
-    wrong label is an error naming it instead of silent garbage or a device-side assert."""
+    wrong label is an error naming it instead of silent garbage or a device-side assert. Skipped where there are
+    no values to read (meta and fake tensors, tracing, ``torch.compile``)."""
+    if not _checks.concrete(target):
+        return
     bad = (target != ignore_index) & ((target < 0) | (target >= classes))
     if bool(bad.any()):
         value = int(target[bad][0])
