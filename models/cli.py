@@ -52,16 +52,16 @@ def _allow_partial(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    from .config import load_config
+    from .engine.config import load_config
     return load_config(args.config, args.overrides)
 
 
 def _user_errors() -> tuple:
     """Errors of the user's input, reported as one line instead of a traceback."""
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
+    from .checkpoints.training import CheckpointError
+    from .engine.config import ConfigError
     from .data.io import DataError
-    from .workdir import RunDirError
+    from .engine.workdir import RunDirError
     return ConfigError, CheckpointError, DataError, RunDirError
 
 
@@ -80,7 +80,7 @@ def _reporting(command):
 def train_main(argv: Optional[Sequence[str]] = None) -> int:
     args = train_parser().parse_args(argv)
     cfg = _load(args)
-    from .train import run_train
+    from .engine.train import run_train
     result = run_train(cfg, work_dir=args.work_dir, resume=args.resume, overwrite=args.overwrite)
     metrics = result.get("metrics")
     if metrics and metrics.get("mIoU") is not None:
@@ -96,7 +96,7 @@ def eval_main(argv: Optional[Sequence[str]] = None) -> int:
     if args.slide:
         args.overrides.append("test.mode=slide")
     cfg = _load(args)
-    from .evaluate import run_eval
+    from .engine.evaluate import run_eval
     metrics = run_eval(cfg, args.checkpoint, work_dir=args.work_dir, save_dir=args.save_pred,
                        allow_partial=args.allow_partial)
     if metrics.get("mIoU") is not None:
@@ -113,7 +113,7 @@ def analyze_main(argv: Optional[Sequence[str]] = None) -> int:
     _allow_partial(p)
     args = p.parse_args(argv)
     cfg = _load(args)
-    from .analyze import run_analyze
+    from .engine.analyze import run_analyze
     result = run_analyze(cfg, args.checkpoint, work_dir=args.work_dir, allow_partial=args.allow_partial)
     print("  ".join(f"{k} {result[k]:.3f}" for k in ("S_c", "D_c", "S_I", "D_I")))
     return 0
@@ -126,7 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(__doc__.strip())
         return 0
     if argv[0] == "configs":
-        from .config import shipped_configs
+        from .engine.config import shipped_configs
         print("\n".join(shipped_configs()))
         return 0
     if argv[0] not in commands:

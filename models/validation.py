@@ -1,5 +1,5 @@
-"""Value rules shared by the run-config checks (:mod:`semask_models.config_checks`) and the model-config checks
-(:mod:`semask_models.model_checks`).
+"""Value rules shared by the run-config checks (:mod:`semask_models.engine.config_checks`) and the model-config checks
+(:mod:`semask_models.zoo.checks`).
 
 A rule is a function of the value that returns ``None`` when the value is allowed, else a description of what
 is allowed; :func:`apply` turns a failed rule into one error naming the key, the value and what is allowed.

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from semask_models.detectron2_checkpoint import UnsafePickleError, read_pkl
-from semask_models.numpy_pickle import ALLOWED_GLOBALS
+from semask_models.checkpoints.detectron2 import UnsafePickleError, read_pkl
+from semask_models.checkpoints.numpy_pickle import ALLOWED_GLOBALS
 
 # ------------------------------------------------------------------------------------- a tiny pickle assembler
 MARK, TUPLE, REDUCE, BUILD, STOP, NONE, TRUE, FALSE = b"(", b"t", b"R", b"b", b".", b"N", b"\x88", b"\x89"

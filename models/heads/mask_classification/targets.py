@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ...losses import check_labels
+from ...segmentors.losses import check_labels
 
 
 def semantic_targets(target: Tensor, num_classes: int, ignore_index: int = 255) -> list[dict[str, Tensor]]:

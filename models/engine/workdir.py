@@ -3,7 +3,7 @@ run is resumed (``--resume``) or explicitly replaced (``--overwrite``), so two r
 checkpoints; a resumed run's log is cut back to the checkpoint it resumes from, so no iteration is logged twice.
 
 Layout: ``config.yaml``, ``log.jsonl``, ``metrics.json`` (the last evaluation), ``tb/`` (TensorBoard events),
-``checkpoints/`` (see :mod:`semask_models.checkpoint`).
+``checkpoints/`` (see :mod:`semask_models.checkpoints.training`).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from .atomic import atomic_write, remove_stale_temporaries
+from ..checkpoints.atomic import atomic_write, remove_stale_temporaries
 
 logger = logging.getLogger("semask_models")
 _CHECKPOINT_FILES = re.compile(r"^(iter_\d+\.(safetensors|state\.pt)|latest\.json|\..+\.tmp\d+)$")

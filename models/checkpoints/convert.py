@@ -58,7 +58,7 @@ def read_state_dict(path: Union[str, Path]) -> StateDict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
-        from .checkpoint import read_weights
+        from .training import read_weights
         return read_weights(path)[0]  # verifies the checksum of this package's own files
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -166,16 +166,16 @@ def _log(report: LoadReport) -> None:
 def load_checkpoint(model: nn.Module, source: Union[str, Path, StateDict]) -> LoadReport:
     """Load into a ``Segmentor``: a full segmentor checkpoint (official SeMask-FPN mmseg layout, this package's, or
     an official SeMask-MaskFormer/-Mask2Former detectron2 ``.pkl``/``.pth``,
-    :mod:`semask_models.detectron2_checkpoint`) or an ImageNet Swin checkpoint (also a detectron2 ``.pkl``) into
+    :mod:`semask_models.checkpoints.detectron2`) or an ImageNet Swin checkpoint (also a detectron2 ``.pkl``) into
     its backbone. Returns the report of the whole segmentor (an ImageNet
     checkpoint leaves the head and the semantic layers missing), also logged. The load is partial by design
     (``pretrained``); :meth:`LoadReport.complete` says whether it was not."""
     if not isinstance(source, dict) and Path(source).suffix == ".pkl":  # detectron2: numpy arrays only
-        from .detectron2_checkpoint import read_pkl
+        from .detectron2 import read_pkl
         source = read_pkl(source)
     sd = read_state_dict(source) if not isinstance(source, dict) else unwrap(source)
     if any(k.startswith("sem_seg_head.") for k in sd):  # SeMask-MaskFormer / -Mask2Former (detectron2)
-        from .detectron2_checkpoint import load_detectron2_checkpoint
+        from .detectron2 import load_detectron2_checkpoint
         return load_detectron2_checkpoint(model, sd)
     if detect_format(sd) != "segmentor":
         part = load_swin_backbone(model.backbone, sd)

@@ -8,9 +8,9 @@ from torch import Tensor, nn
 
 import semask_kernels as sk
 
-from .heads.common import resize
+from ..heads.common import resize
 from .losses import ohem_loss, segmentation_loss
-from .sgr import SGR, connected_components, sgr_loss
+from ..sgr import SGR, connected_components, sgr_loss
 
 
 class Segmentor(nn.Module):

@@ -6,7 +6,7 @@ Official ``SeMaskMaskFormer`` semantics: the normalized image is zero-padded at 
 bilinearly to the padded size, combines them with the class probabilities (``semantic_inference``) and crops the
 padding away. Module names follow the official model (``backbone``, ``sem_seg_head.pixel_decoder``,
 ``sem_seg_head.predictor``, ``criterion``), so official checkpoints load without renaming
-(:mod:`semask_models.detectron2_checkpoint`).
+(:mod:`semask_models.checkpoints.detectron2`).
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .heads.mask_classification import semantic_inference, semantic_targets
+from ..heads.mask_classification import semantic_inference, semantic_targets
 from .mask_semantic_head import semantic_loss
 from .segmentor import Segmentor
-from .sgr import SGR, sgr_loss
+from ..sgr import SGR, sgr_loss
 
 
 class MaskSegmentor(Segmentor):

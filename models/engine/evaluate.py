@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data.transforms import resize_for_test
+from ..data.transforms import resize_for_test
 from .distributed import DistInfo, all_reduce_sum
 from .metrics import confusion_matrix, format_table, summarize
 
@@ -121,8 +121,8 @@ def save_prediction(path: Path, pred: Tensor, palette, ignore: Optional[Tensor] 
 def evaluate(model: nn.Module, dataset, cfg: dict, info: DistInfo, *, progress: bool = True,
              save_dir: Optional[Path] = None) -> dict:
     """mIoU of ``model`` on ``dataset`` (items: uint8 image, label at the original size) over all ranks."""
-    from .checkpoint import unwrap_model
-    from .data.loader import build_eval_loader
+    from ..checkpoints.training import unwrap_model
+    from ..data.loader import build_eval_loader
     net = unwrap_model(model)
     was_training = net.training
     net.eval()
@@ -164,10 +164,10 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def load_for_eval(model: nn.Module, checkpoint: str, allow_partial: bool = False) -> dict:
     """A weights file of this package (strict), a work dir (its latest checkpoint), or any file that
-    :func:`semask_models.convert.load_checkpoint` reads (official SeMask-FPN, ...). A checkpoint that leaves
+    :func:`semask_models.checkpoints.convert.load_checkpoint` reads (official SeMask-FPN, ...). A checkpoint that leaves
     model keys at their initial values or has weights the model does not use (another depth, no decode head) is
     refused unless ``allow_partial``; then the keys that stayed random are logged. Returns what was loaded."""
-    from .checkpoint import CheckpointError, latest_checkpoint, load_weights, read_weights
+    from ..checkpoints.training import CheckpointError, latest_checkpoint, load_weights, read_weights
     path = Path(checkpoint)
     if path.is_dir():
         found = latest_checkpoint(path)
@@ -179,7 +179,7 @@ def load_for_eval(model: nn.Module, checkpoint: str, allow_partial: bool = False
         if meta.get("format") == "semask_models.segmentor":
             meta = load_weights(model, path)
             return {"checkpoint": str(path), "iter": int(meta["iter"]) if "iter" in meta else None}
-    from .convert import load_checkpoint
+    from ..checkpoints.convert import load_checkpoint
     try:
         report = load_checkpoint(model, path)
     except FileNotFoundError as e:
@@ -210,9 +210,9 @@ def run_eval(cfg: dict, checkpoint: str, work_dir: Optional[str] = None, save_di
     ``eval_<mode>[_aug].json`` and ``.yaml`` (metrics, config) to the work dir (rank 0), never the training run's
     ``metrics.json`` or log. Output folders are checked before the evaluation. Returns the metrics."""
     from .builder import build_segmentor
-    from .checkpoint import atomic_write
+    from ..checkpoints.training import atomic_write
     from .config import dump
-    from .data.datasets import build_dataset
+    from ..data.datasets import build_dataset
     from .distributed import cleanup, init_distributed
     from .runlog import setup_console_logging
     from .workdir import check_dir

@@ -71,7 +71,7 @@ class RunLogger:
     def write_metrics(self, metrics: dict, step: Optional[int] = None) -> Optional[Path]:
         if not self.enabled:
             return None
-        from .checkpoint import atomic_write
+        from ..checkpoints.training import atomic_write
         path = self.work_dir / "metrics.json"
         text = json.dumps(metrics, indent=2)
         atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

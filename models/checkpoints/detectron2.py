@@ -4,13 +4,13 @@ mask-classification segmentors of this package.
 Two file kinds:
 
 - ``.pkl``: detectron2's pickles, ``{"model": {name: numpy array}, "__author__": ..., ...}``. They are read with
-  :class:`~semask_models.numpy_pickle.NumpyOnlyUnpickler`, which resolves only the few globals a pickled numpy
-  array needs (array and dtype reconstruction, ``OrderedDict``, the latin-1 bytes codec of protocol-2 pickles), to
-  stand-ins that fill every array from bytes of the file (a declared but unfilled array is refused, sizes are
-  bounded by the file's), and refuses every other global with an :class:`UnsafePickleError` *before* anything is
-  called, so a crafted file can neither run code nor load uninitialized memory.
-- ``.pth`` / ``.pt``: ``torch.load(weights_only=True)`` (:func:`semask_models.convert.read_state_dict`), which
-  unwraps a ``model`` entry.
+  :class:`~semask_models.checkpoints.numpy_pickle.NumpyOnlyUnpickler`, which resolves only the few globals a
+  pickled numpy array needs (array and dtype reconstruction, ``OrderedDict``, the latin-1 bytes codec of
+  protocol-2 pickles), to stand-ins that fill every array from bytes of the file (a declared but unfilled array is
+  refused, sizes are bounded by the file's), and refuses every other global with an :class:`UnsafePickleError`
+  *before* anything is called, so a crafted file can neither run code nor load uninitialized memory.
+- ``.pth`` / ``.pt``: ``torch.load(weights_only=True)`` (:func:`semask_models.checkpoints.convert.read_state_dict`),
+  which unwraps a ``model`` entry.
 
 Key mapping: this package's mask-classification segmentors keep the official module names (``backbone.*``,
 ``sem_seg_head.pixel_decoder.*``, ``sem_seg_head.predictor.*``, ``criterion.empty_weight``), so the mapping only
@@ -18,13 +18,13 @@ Key mapping: this package's mask-classification segmentors keep the official mod
 as the official ``_load_from_state_dict`` does), and (2) leaves out the buffers this package rebuilds
 (``relative_position_index``, ``attn_mask``; ``criterion.empty_weight`` is compared with the model's criterion and
 a difference logged). Missing and unexpected keys follow the FPN loader's rules
-(:func:`semask_models.convert.fit_to`): wrong shapes are refused naming the key, a differently sized
+(:func:`semask_models.checkpoints.convert.fit_to`): wrong shapes are refused naming the key, a differently sized
 ``relative_position_bias_table`` is resized bicubically, everything else is reported in a
-:class:`~semask_models.convert.LoadReport`.
+:class:`~semask_models.checkpoints.convert.LoadReport`.
 
 Example:
     >>> import semask_models
-    >>> from semask_models.detectron2_checkpoint import load_detectron2_checkpoint
+    >>> from semask_models.checkpoints.detectron2 import load_detectron2_checkpoint
     >>> model = semask_models.build_model("semask_swin_l_maskformer")              # doctest: +SKIP
     >>> report = load_detectron2_checkpoint(model, "semask_large_maskformer_ade20k.pkl")  # doctest: +SKIP
     >>> report.complete                                                              # doctest: +SKIP
@@ -97,7 +97,7 @@ def read_pkl(path: Union[str, Path]) -> StateDict:
 
 def read_detectron2_weights(path: Union[str, Path]) -> StateDict:
     """Tensors of a detectron2 checkpoint: ``.pkl`` through :func:`read_pkl`, anything else through
-    :func:`semask_models.convert.read_state_dict` (``weights_only`` torch.load, ``model`` entry unwrapped)."""
+    :func:`semask_models.checkpoints.convert.read_state_dict` (``weights_only`` torch.load, ``model`` entry unwrapped)."""
     path = Path(path)
     return read_pkl(path) if path.suffix == ".pkl" else read_state_dict(path)
 
@@ -134,7 +134,7 @@ def load_detectron2_checkpoint(model: nn.Module, source: Union[str, Path, StateD
         sd = read_detectron2_weights(source)
     if not any(k.startswith(("backbone.", "sem_seg_head.")) for k in sd):
         raise ValueError("not a detectron2 segmentor checkpoint: no 'backbone.*' or 'sem_seg_head.*' keys (an "
-                         "ImageNet Swin checkpoint? load it with semask_models.convert.load_swin_backbone)")
+                         "ImageNet Swin checkpoint? load it with semask_models.checkpoints.convert.load_swin_backbone)")
     mapped, dropped = map_detectron2_keys(sd)
     _check_empty_weight(model, mapped.pop(EMPTY_WEIGHT, None))
     own = model.state_dict()

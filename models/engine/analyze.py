@@ -12,8 +12,8 @@ from typing import Optional
 
 import torch
 
-from .sgr.analysis import TokenSemantics
-from .sgr.components import connected_components
+from ..sgr.analysis import TokenSemantics
+from ..sgr.components import connected_components
 
 logger = logging.getLogger("semask_models")
 
@@ -21,7 +21,7 @@ logger = logging.getLogger("semask_models")
 @torch.no_grad()
 def token_semantics(model, dataset, cfg: dict, device: torch.device, connectivity: int) -> TokenSemantics:
     """Accumulate the token statistics of ``model`` (a Segmentor with SGR) over ``dataset``."""
-    from .data.transforms import normalize, resize_for_test
+    from ..data.transforms import normalize, resize_for_test
     if getattr(model, "sgr", None) is None:
         raise ValueError(f"model {cfg['model']!r} has no SGR module: analyze a '..._sgr' model (or sgr: true)")
     model.eval().to(device)
@@ -63,7 +63,7 @@ def run_analyze(cfg: dict, checkpoint: str, work_dir: Optional[str] = None, allo
     output folder are checked before the checkpoint and the data are read."""
     from .builder import build_segmentor
     from .config import ConfigError
-    from .data.datasets import build_dataset
+    from ..data.datasets import build_dataset
     from .evaluate import load_for_eval
     from .workdir import check_dir
     work = check_dir(Path(work_dir or cfg["work_dir"] or Path("work_dirs") / cfg["name"]))

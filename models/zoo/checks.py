@@ -7,7 +7,8 @@ import dataclasses
 
 from semask_kernels._env import BACKEND_NAMES
 
-from .validation import INT64, apply, boolean, integer, one_of, real, sequence
+from ..validation import INT64, apply, boolean, integer, one_of, real, sequence
+from .families import family_of_head, heads
 
 
 def _backend(value):
@@ -21,7 +22,7 @@ RULES = {
     "num_heads": sequence(integer(lo=1), "integers >= 1", min_length=1),
     "window_size": integer(lo=1),
     "semantic": boolean(),
-    "head": one_of(("fpn", "upernet", "maskformer", "mask2former", "mask2former_fapn", "mask2former_msfapn")),
+    "head": one_of(heads()),  # the heads of the families (semask_models.zoo.families)
     "num_classes": integer(lo=1),
     "mlp_ratio": real(gt=0),
     "drop_path_rate": real(lo=0, lt=1),
@@ -80,13 +81,6 @@ def check_model_config(cfg, prefix: str = "", error: type = ValueError) -> None:
     if not stages_ok:
         raise error(f"{prefix}global_stages = {cfg.global_stages!r} is not allowed: expected distinct stage "
                     f"indices in [0, {stages}) (the model has {stages} stages)")
-    if cfg.head in ("maskformer", "mask2former", "mask2former_fapn", "mask2former_msfapn"):
-        if cfg.hidden_dim % cfg.nheads:
-            raise error(f"{prefix}nheads = {cfg.nheads!r} is not allowed: it must divide {prefix}hidden_dim = "
-                        f"{cfg.hidden_dim!r}")
-        conv_dim = cfg.head_channels or 256
-        if conv_dim % 32:
-            raise error(f"{prefix}head_channels = {conv_dim!r} is not allowed: the pixel decoder's GroupNorm has "
-                        "32 groups, expected a multiple of 32")
+    family_of_head(cfg.head).check(cfg, prefix, error)
     if cfg.sgr and cfg.sgr_dim % 8:
         raise error(f"{prefix}sgr_dim = {cfg.sgr_dim!r} is not allowed: expected a multiple of 8 (SGR's heads)")

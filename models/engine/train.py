@@ -5,7 +5,7 @@ Reproducibility: the data order and each sample's augmentation are pure function
 rank) before the forward pass (dropout, drop path), so a run resumed from a checkpoint repeats the losses and
 weights of an uninterrupted one bit for bit on the CPU, logs each iteration once (the log is cut back to the
 checkpoint) and re-runs an evaluation that a kill interrupted. A work dir holds one run: starting a new run in a
-folder that holds one is refused unless it is resumed or ``overwrite`` is given (:mod:`semask_models.workdir`).
+folder that holds one is refused unless it is resumed or ``overwrite`` is given (:mod:`semask_models.engine.workdir`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .builder import build_segmentor
-from .checkpoint import (
+from ..checkpoints.training import (
     latest_checkpoint,
     load_weights,
     read_state,
@@ -30,10 +30,10 @@ from .checkpoint import (
     unwrap_model,
 )
 from .config import dump
-from .data.datasets import build_dataset
-from .data.loader import AugmentedDataset, build_train_loader
-from .data.synthetic import mix_seed
-from .data.transforms import build_train_transform
+from ..data.datasets import build_dataset
+from ..data.loader import AugmentedDataset, build_train_loader
+from ..data.synthetic import mix_seed
+from ..data.transforms import build_train_transform
 from .distributed import (
     DistInfo,
     all_gather_object,
@@ -56,10 +56,10 @@ LOSS_KEYS = ("loss", "loss_ce", "loss_cate", "loss_sgr", "loss_mask", "loss_dice
 
 
 class Trainer:
-    """Builds everything from a resolved config (:func:`semask_models.config.load_config`); :meth:`train` runs it.
+    """Builds everything from a resolved config (:func:`semask_models.engine.config.load_config`); :meth:`train` runs it.
 
     Example:
-        >>> from semask_models.config import load_config
+        >>> from semask_models.engine.config import load_config
         >>> cfg = load_config("synthetic-tiny", ["train.max_iters=2", "train.eval_interval=2"])
         >>> result = Trainer(cfg, work_dir="/tmp/run").train()   # doctest: +SKIP
     """

@@ -1,4 +1,4 @@
-"""Checks of a resolved run config (:func:`semask_models.config.load_config` runs them): every value's type and
+"""Checks of a resolved run config (:func:`semask_models.engine.config.load_config` runs them): every value's type and
 range, the values that must agree with each other, and ``model_overrides`` through the model-config checks, so a
 bad value is refused when the config is loaded, with an error that names the key, the value and what is allowed,
 instead of a crash (or silently wrong numbers) hours later."""
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from .validation import (
+from ..validation import (
     INT64,
     apply,
     boolean,
@@ -93,8 +93,8 @@ def check(cfg: dict, error: type = ValueError) -> None:
 
 
 def _check_model(cfg: dict, error: type) -> None:
-    from .model_checks import check_model_config
-    from .zoo import model_names, unchecked_config
+    from ..zoo.checks import check_model_config
+    from ..zoo import model_names, unchecked_config
     if cfg["model"] not in model_names(sgr=True):
         raise error(f"model = {cfg['model']!r} is not allowed: expected a zoo name, one of {model_names()} "
                     "(each also with '_sgr')")

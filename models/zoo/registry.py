@@ -1,31 +1,16 @@
-"""The model zoo: ``build_model(name, num_classes=..., **overrides)``."""
+"""The registry of zoo names: ``build_model(name, num_classes=..., **overrides)`` finds the family of ``name``
+(:mod:`semask_models.zoo.families`), fills a :class:`ModelConfig` from the name and the overrides, checks it and
+calls the family's ``build`` once."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .backbones.swin import SwinBackbone
-from .heads.fpn import FPNHead
-from .heads.upernet import UPerHead
-from .mask_zoo import MASK_HEADS, build_mask_segmentor, mask_global_stages
-from .model_checks import check_model_config
-from .segmentor import Segmentor
-from .sgr import SGR
+from torch import nn
 
-VARIANTS = {
-    "t": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7),
-    "s": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), window_size=7),
-    "b": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), window_size=12),
-    "l": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=12),
-}
-HEADS = {"fpn": 256, "upernet": 512, "maskformer": 256, "mask2former": 256,  # head channels (conv_dim)
-         "mask2former_fapn": 256, "mask2former_msfapn": 256}
-
-
-def official_global_stages(embed_dim: int, num_classes: int) -> tuple[int, ...]:
-    """The SeMask-FPN rule: stages 3-4 global when embed_dim ∈ {96, 192} and K > 19, else all windowed."""
-    return (2, 3) if embed_dim in (96, 192) and num_classes > 19 else ()
+from .checks import check_model_config
+from .families import FAMILIES, family_of_head, family_of_name
 
 
 @dataclass
@@ -58,7 +43,7 @@ class ModelConfig:
     sgr_rho: float = 1.0
     sgr_beta: float = 0.25
     sgr_connectivity: int = 8
-    # mask-classification heads (maskformer / mask2former, semask_models.mask_zoo); None: the family's value
+    # mask-classification heads (maskformer / mask2former, semask_models.zoo.swin_mask); None: the family's value
     num_queries: int = 100
     hidden_dim: int = 256
     mask_dim: int = 256
@@ -79,13 +64,13 @@ class ModelConfig:
 
 def model_names(sgr: bool = False) -> list[str]:
     """The zoo's names; with ``sgr=True`` also the ``..._sgr`` variants (SGR after the last stage)."""
-    names = [f"{prefix}swin_{v}_{head}" for head in HEADS for prefix in ("semask_", "") for v in VARIANTS]
+    names = [name for family in FAMILIES for name in family.names()]
     return names + [f"{n}_sgr" for n in names] if sgr else names
 
 
 def config_for(name: str, num_classes: int = 150, **overrides) -> ModelConfig:
     """The configuration of zoo model ``name`` with ``overrides`` (any ModelConfig field), every field checked
-    (:func:`semask_models.model_checks.check_model_config`)."""
+    (:func:`semask_models.zoo.checks.check_model_config`)."""
     cfg = unchecked_config(name, num_classes, **overrides)
     check_model_config(cfg)
     return cfg
@@ -97,9 +82,7 @@ def unchecked_config(name: str, num_classes: int = 150, **overrides) -> ModelCon
         raise ValueError(f"unknown model {name!r}; available: {model_names()} (each also with '_sgr')")
     with_sgr = name.endswith("_sgr")
     base = name[: -len("_sgr")] if with_sgr else name
-    variant, _, head = base.partition("swin_")[2].partition("_")  # heads may hold "_": mask2former_fapn
-    cfg = ModelConfig(**VARIANTS[variant], semantic=base.startswith("semask_"), head=head,
-                      num_classes=num_classes, sgr=with_sgr)
+    cfg = ModelConfig(**family_of_name(base).fields(base), num_classes=num_classes, sgr=with_sgr)
     known = {f.name for f in dataclasses.fields(ModelConfig)} - {"extra"}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -107,37 +90,16 @@ def unchecked_config(name: str, num_classes: int = 150, **overrides) -> ModelCon
     return dataclasses.replace(cfg, **overrides)
 
 
-def build_from_config(cfg: ModelConfig) -> Segmentor:
+def build_from_config(cfg: ModelConfig) -> nn.Module:
+    """The segmentor of ``cfg``, checked first, built by the family of ``cfg.head``."""
     check_model_config(cfg)
-    if cfg.global_stages is not None:
-        global_stages = cfg.global_stages
-    elif cfg.head in MASK_HEADS:
-        global_stages = mask_global_stages(cfg.head, cfg.num_classes)
-    else:
-        global_stages = official_global_stages(cfg.embed_dim, cfg.num_classes)
-    backbone = SwinBackbone(
-        embed_dim=cfg.embed_dim, depths=cfg.depths, num_heads=cfg.num_heads, window_size=cfg.window_size,
-        mlp_ratio=cfg.mlp_ratio, drop_path_rate=cfg.drop_path_rate,
-        num_classes=cfg.num_classes if cfg.semantic else None, sem_window_size=cfg.sem_window_size,
-        global_stages=global_stages, use_checkpoint=cfg.use_checkpoint, backend=cfg.backend)
-    sgr = (SGR(backbone.num_features[-1], dim=cfg.sgr_dim, num_tokens=cfg.sgr_tokens, layers=cfg.sgr_layers)
-           if cfg.sgr else None)
-    if cfg.head in MASK_HEADS:
-        return build_mask_segmentor(cfg, backbone, sgr)
-    head_cls = FPNHead if cfg.head == "fpn" else UPerHead
-    head = head_cls(backbone.num_features, cfg.num_classes, channels=cfg.head_channels or HEADS[cfg.head],
-                    align_corners=cfg.align_corners)
-    return Segmentor(backbone, head, prior_weight=cfg.prior_weight, ignore_index=cfg.ignore_index,
-                     avg_non_ignore=cfg.avg_non_ignore, ohem_min_kept=cfg.ohem_min_kept,
-                     align_corners=cfg.align_corners, backend=cfg.backend, sgr=sgr,
-                     sgr_loss_args=dict(top=cfg.sgr_top, rho=cfg.sgr_rho, beta=cfg.sgr_beta),
-                     sgr_connectivity=cfg.sgr_connectivity)
+    return family_of_head(cfg.head).build(cfg)
 
 
-def build_model(name: str, num_classes: int = 150, **overrides) -> Segmentor:
+def build_model(name: str, num_classes: int = 150, **overrides) -> nn.Module:
     """Build a zoo model: ``semask_swin_{t,s,b,l}_fpn``, ``swin_{t,s,b,l}_fpn``, ``semask_swin_{t,s,b,l}_upernet``,
     ``swin_{t,s,b,l}_upernet``, and the mask-classification ``[semask_]swin_{t,s,b,l}_{maskformer, mask2former,
-    mask2former_fapn, mask2former_msfapn}`` (:mod:`semask_models.mask_zoo`; a ``MaskSegmentor``), each also with an
+    mask2former_fapn, mask2former_msfapn}`` (:mod:`semask_models.zoo.swin_mask`; a ``MaskSegmentor``), each also with an
     ``_sgr`` suffix (or ``sgr=True``). ``overrides`` are ModelConfig fields (e.g. ``drop_path_rate=0.0``,
     ``backend="triton"``, ``global_stages=()``). Build on the meta device with ``with torch.device("meta"):``.
 

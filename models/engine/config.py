@@ -5,7 +5,7 @@ key by key. Every key must exist in :data:`DEFAULTS` (typos are errors, not sile
 are coerced to the type of the default where that is unambiguous (PyYAML reads ``1e-4`` as a string).
 
 Example:
-    >>> from semask_models.config import load_config
+    >>> from semask_models.engine.config import load_config
     >>> cfg = load_config("synthetic-tiny", ["train.max_iters=10"])
     >>> cfg["train"]["max_iters"]
     10
@@ -16,7 +16,7 @@ import copy
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 MEAN = [123.675, 116.28, 103.53]
 STD = [58.395, 57.12, 57.375]
 
@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "name": None,                   # filled with the config's name
     "model": "semask_swin_t_fpn",   # a zoo name (semask_models.model_names())
     "model_overrides": {},          # ModelConfig fields, e.g. {drop_path_rate: 0.1}
-    "pretrained": None,             # Swin / SeMask checkpoint, read by semask_models.convert.load_checkpoint
+    "pretrained": None,             # Swin / SeMask checkpoint, read by semask_models.checkpoints.convert.load_checkpoint
     "seed": 0,
     "device": "auto",               # auto | cpu | cuda | cuda:N
     "work_dir": None,               # default: work_dirs/<name>
@@ -240,7 +240,7 @@ def load_config(name_or_path: Union[str, Path, dict], overrides: Iterable[str] =
 
 
 def check(cfg: dict) -> None:
-    """Every value in range and consistent (:mod:`semask_models.config_checks`); raises :class:`ConfigError`."""
+    """Every value in range and consistent (:mod:`semask_models.engine.config_checks`); raises :class:`ConfigError`."""
     from .config_checks import check as check_values
     check_values(cfg, ConfigError)
 
