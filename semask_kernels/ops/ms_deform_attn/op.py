@@ -143,6 +143,11 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Union[Tensor, Sequence[Sequenc
         (B, Lq, nH·d) in value's dtype: out[b, q, h·d:(h+1)·d] = Σ_l Σ_p w · bilinear(value_l[b, :, h], loc).
         Gradients flow to value, sampling_locations and attention_weights.
 
+    Non-finite inputs, the same on every backend: a sample whose location has a NaN or ±inf coordinate is
+    dropped, whatever its weight and the padding mode (it adds nothing, and its location and weight get zero
+    gradients), as the original CUDA op skips it. Every other sample adds w · tap with the bilinear tap formed
+    first: a weight of ±inf gives ±inf·tap (NaN where the tap is 0), a NaN weight gives NaN for its (b, q, h).
+
     Example:
         >>> import torch, semask_kernels as sk
         >>> shapes = [(8, 8), (4, 4)]
