@@ -163,26 +163,61 @@ def _log(report: LoadReport) -> None:
     logger.log(level, "checkpoint loaded\n%s", report)
 
 
-def load_checkpoint(model: nn.Module, source: Union[str, Path, StateDict]) -> LoadReport:
+def refuse_partial(report: LoadReport, name: str) -> None:
+    """Raise ``CheckpointError`` (a ``ValueError``) naming what did not fit when ``report`` is not complete."""
+    if report.complete:
+        return
+    from .training import CheckpointError
+
+    what = "; ".join(
+        f"{len(keys)} {text} ({', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''})"
+        for keys, text in ((report.missing, "model key(s) are not in the file and would keep their initial values"),
+                           (report.unused, "weight(s) of the file have no place in the model"))
+        if keys)
+    raise CheckpointError(f"{name} fits the model only in part: {what}. Is it from another config (another depth, "
+                          f"no decode head)? Load it anyway with allow_partial=True (the CLI: --allow-partial)")
+
+
+def whole_or_nothing(model: nn.Module, name: str, load) -> LoadReport:
+    """``load()`` (which loads into ``model`` and returns its report), refused by :func:`refuse_partial` when the
+    checkpoint fits only in part, the model then restored to the values it had."""
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    report = load()
+    if not report.complete:
+        model.load_state_dict(saved)
+        refuse_partial(report, name)
+    return report
+
+
+def load_checkpoint(model: nn.Module, source: Union[str, Path, StateDict], *,
+                    allow_partial: bool = False) -> LoadReport:
     """Load into a ``Segmentor``: a full segmentor checkpoint (official SeMask-FPN mmseg layout, this package's, or
     an official SeMask-MaskFormer/-Mask2Former detectron2 ``.pkl``/``.pth``,
     :mod:`semask_models.checkpoints.detectron2`) or an ImageNet Swin checkpoint (also a detectron2 ``.pkl``) into
-    its backbone. Returns the report of the whole segmentor (an ImageNet
-    checkpoint leaves the head and the semantic layers missing), also logged. The load is partial by design
-    (``pretrained``); :meth:`LoadReport.complete` says whether it was not."""
+    its backbone. Returns the report of the whole segmentor (an ImageNet checkpoint leaves the head and the
+    semantic layers missing), also logged.
+
+    A checkpoint that fits only in part (model keys left at their initial values, or weights of the file the model
+    has no place for: a deeper model's, another head's) is refused with ``CheckpointError`` naming them, the model
+    left as it was, unless ``allow_partial``: pass it for what is partial by design, such as an ImageNet
+    backbone into a segmentor (``pretrained``); :meth:`LoadReport.complete` then says whether the load was."""
     if not isinstance(source, dict) and Path(source).suffix == ".pkl":  # detectron2: numpy arrays only
         from .detectron2 import read_pkl
         source = read_pkl(source)
+    name = "checkpoint" if isinstance(source, dict) else str(source)
     sd = read_state_dict(source) if not isinstance(source, dict) else unwrap(source)
+    if not allow_partial:
+        return whole_or_nothing(model, name, lambda: load_checkpoint(model, sd, allow_partial=True))
     if any(k.startswith("sem_seg_head.") for k in sd):  # SeMask-MaskFormer / -Mask2Former (detectron2)
         from .detectron2 import load_detectron2_checkpoint
-        return load_detectron2_checkpoint(model, sd)
-    if detect_format(sd) != "segmentor":
+        report = load_detectron2_checkpoint(model, sd, allow_partial=True)
+    elif detect_format(sd) != "segmentor":
         part = load_swin_backbone(model.backbone, sd)
         # the report is of the whole segmentor: everything outside the backbone keeps its initial values
         rest = [k for k in model.state_dict() if not k.startswith("backbone.")]
-        return LoadReport(part.source_format, missing=[f"backbone.{k}" for k in part.missing] + rest,
-                          unexpected=part.unexpected, resized=[f"backbone.{k}" for k in part.resized])
-    report = fit_to(model, sd, "segmentor")
-    _log(report)
+        report = LoadReport(part.source_format, missing=[f"backbone.{k}" for k in part.missing] + rest,
+                            unexpected=part.unexpected, resized=[f"backbone.{k}" for k in part.resized])
+    else:
+        report = fit_to(model, sd, "segmentor")
+        _log(report)
     return report

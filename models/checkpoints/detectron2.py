@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .convert import LoadReport, StateDict, _log, fit_to, logger, read_state_dict, unwrap
+from .convert import LoadReport, StateDict, _log, fit_to, logger, read_state_dict, unwrap, whole_or_nothing
 from .numpy_pickle import ALLOWED_GLOBALS, DeclaredArray, NumpyOnlyUnpickler, UnsafePickleError, loads
 
 __all__ = ["ALLOWED_GLOBALS", "NumpyOnlyUnpickler", "UnsafePickleError", "load_detectron2_checkpoint",
@@ -124,14 +124,19 @@ def map_detectron2_keys(sd: StateDict) -> tuple[StateDict, list[str]]:
     return {k: v for k, v in sd.items() if not k.endswith(_DROPPED_SUFFIXES)}, dropped
 
 
-def load_detectron2_checkpoint(model: nn.Module, source: Union[str, Path, StateDict]) -> LoadReport:
+def load_detectron2_checkpoint(model: nn.Module, source: Union[str, Path, StateDict], *,
+                               allow_partial: bool = False) -> LoadReport:
     """Load an official SeMask-MaskFormer / SeMask-Mask2Former checkpoint (``.pkl``, ``.pth`` or a state dict)
-    into a mask-classification segmentor non-strictly; returns (and logs) the report. ``report.complete`` says
-    whether every model key came from the file and every weight of the file was used."""
+    into a mask-classification segmentor; returns (and logs) the report. A checkpoint that fits only in part is
+    refused (``CheckpointError`` naming the keys, the model left as it was) unless ``allow_partial``; then
+    ``report.complete`` says whether every model key came from the file and every weight of the file was used."""
     if isinstance(source, dict):
         sd = unwrap(source)
     else:
         sd = read_detectron2_weights(source)
+    if not allow_partial:
+        name = "checkpoint" if isinstance(source, dict) else str(source)
+        return whole_or_nothing(model, name, lambda: load_detectron2_checkpoint(model, sd, allow_partial=True))
     if not any(k.startswith(("backbone.", "sem_seg_head.")) for k in sd):
         raise ValueError("not a detectron2 segmentor checkpoint: no 'backbone.*' or 'sem_seg_head.*' keys (an "
                          "ImageNet Swin checkpoint? load it with semask_models.checkpoints.convert.load_swin_backbone)")

@@ -181,7 +181,7 @@ def load_for_eval(model: nn.Module, checkpoint: str, allow_partial: bool = False
             return {"checkpoint": str(path), "iter": int(meta["iter"]) if "iter" in meta else None}
     from ..checkpoints.convert import load_checkpoint
     try:
-        report = load_checkpoint(model, path)
+        report = load_checkpoint(model, path, allow_partial=True)  # refused below, with the CLI's option
     except FileNotFoundError as e:
         raise CheckpointError(str(e)) from e
     if not report.complete:
