@@ -63,11 +63,24 @@ def read_state_dict(path: Union[str, Path]) -> StateDict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if _numpy_pickle(path):
+            raise ValueError(f"{path} is a pickle of numpy arrays (a detectron2 checkpoint), not a PyTorch one: "
+                             "name it .pkl, the reader of such files") from e
         raise ValueError(f"refusing to load {path}: it holds objects other than tensors and plain containers, and "
                          f"loading it would run code from the file (weights_only=True refused it: {e})") from e
     except (RuntimeError, EOFError) as e:
         raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or foreign?): {e}") from e
     return unwrap(obj, str(path))
+
+
+def _numpy_pickle(path: Path) -> bool:
+    """Whether ``path`` reads as a pickle of numpy arrays (through the restricted reader: nothing runs)."""
+    from .numpy_pickle import loads
+    try:
+        loads(path.read_bytes(), str(path))
+    except Exception:  # noqa: BLE001 - any refusal: it is not one
+        return False
+    return True
 
 
 def unwrap(obj, name: str = "checkpoint") -> StateDict:

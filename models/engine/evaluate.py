@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -182,7 +183,9 @@ def load_for_eval(model: nn.Module, checkpoint: str, allow_partial: bool = False
     from ..checkpoints.convert import load_checkpoint
     try:
         report = load_checkpoint(model, path, allow_partial=True)  # refused below, with the CLI's option
-    except FileNotFoundError as e:
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, pickle.UnpicklingError) as e:  # a missing, foreign, unsafe or malformed file
         raise CheckpointError(str(e)) from e
     if not report.complete:
         what = "; ".join(

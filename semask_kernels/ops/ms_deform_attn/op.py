@@ -10,6 +10,7 @@ from ... import _checks, backends
 from .._autograd import empty_result
 from .._spec import register_flops
 from . import reference, torch_path, triton
+from .levels import level_shapes
 from .spec import SPEC
 
 OP = SPEC.name
@@ -161,6 +162,8 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Union[Tensor, Sequence[Sequenc
     b, lq, heads, levels, points, _ = sampling_locations.shape
     out_shape = (b, lq, heads * value.shape[-1])
     if b * lq * heads * value.shape[-1] * levels * points == 0:  # nothing is sampled: zeros (or an empty result)
+        if levels and all(_checks.concrete(t) for t in args[1:3]):  # still a wrong level table is an error
+            level_shapes(args[1], args[2], value.shape[1])
         return empty_result(out_shape, value, sampling_locations, attention_weights)
     name = backends.choose_backend(OP, backend, *args)
     plain = backends.get_backend(OP, name).plain
