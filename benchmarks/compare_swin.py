@@ -19,7 +19,7 @@ import torch
 import semask_kernels as sk
 
 from . import hf_swin
-from .harness import append_rows, at_least, run_metadata, time_contenders
+from .harness import append_rows, at_least, check_output, run_metadata, time_contenders
 
 RESULTS_FILE = {"timm": "compare_swin.jsonl", "hf": "compare_swin_hf.jsonl"}
 MODELS = {"T": "swin_tiny_patch4_window7_224", "S": "swin_small_patch4_window7_224",
@@ -115,6 +115,8 @@ def _backend_of(label: str, args, device, dtype) -> str:
 def run(args) -> list[dict]:
     import timm
 
+    if not args.no_save:
+        check_output(RESULTS_FILE[args.library], args.jsonl)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     meta = run_metadata(device)

@@ -81,6 +81,10 @@ class ShiftedWindowAttention(nn.Module):
         super().__init__()
         init_attention(self, dim, num_heads, head_dim, window_size, qkv_bias, proj_drop, device, dtype)
         self.shift_size = _checks.pair("shift_size", shift_size, minimum=0)
+        for axis, (s, w) in enumerate(zip(self.shift_size, self.window_size)):
+            if s >= w:
+                raise ValueError(f"shift_size must be < window_size on each axis, got shift_size={self.shift_size} "
+                                 f"for window_size={self.window_size} (axis {axis})")
         self.pad_order = _checks.choice("pad_order", pad_order, ("roll_then_pad", "pad_then_roll"))
         self.mask_value = _checks.number("mask_value", mask_value)
         self.backend = _checks.backend("backend", backend)
