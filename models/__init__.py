@@ -9,4 +9,9 @@ from .zoo import ModelConfig, build_model, config_for, model_names
 
 _moved.install()
 
+
+def __getattr__(name: str):  # ``semask_models.convert`` and the other moved modules, without an import first
+    return _moved.attribute(name)
+
+
 __all__ = ["ModelConfig", "build_model", "config_for", "model_names"]

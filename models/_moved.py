@@ -1,7 +1,8 @@
 """The import paths of modules that moved into the rooms of the package keep working.
 
 ``import semask_models.checkpoint`` gives the module :mod:`semask_models.checkpoints.training` itself (the same
-object, so ``monkeypatch.setattr`` on it reaches the code); nothing is imported before it is asked for.
+object, so ``monkeypatch.setattr`` on it reaches the code), and so does the attribute ``semask_models.checkpoint``;
+nothing is imported before it is asked for.
 """
 from __future__ import annotations
 
@@ -53,6 +54,13 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module):
         name = module.__name__.rpartition(".")[2]
         sys.modules[module.__name__] = importlib.import_module(f"{PACKAGE}.{MOVED[name]}")
+
+
+def attribute(name: str):
+    """``semask_models.<old name>`` as an attribute, imported on first use (the package's ``__getattr__``)."""
+    if name not in MOVED:
+        raise AttributeError(f"module {PACKAGE!r} has no attribute {name!r}")
+    return importlib.import_module(f"{PACKAGE}.{name}")
 
 
 def install() -> None:

@@ -1,6 +1,6 @@
 """semask-kernels: fused Swin shifted-window attention and SeMask ops for PyTorch.
 
-Public API (see README.md and DESIGN §3):
+Public API (see README.md; what each op computes, edge cases included: docs/ops.md):
 
     sk.window_attention, sk.shifted_window_attention, sk.semantic_attention, sk.prior_map_decode,
     sk.upsample_cross_entropy, sk.patch_timm_swin, sk.patch_hf_swin, sk.available_backends, sk.nn.*

@@ -110,3 +110,16 @@ def backend(name: str, value) -> str:
     if value.lower() not in _env.BACKEND_NAMES:
         raise ValueError(f"{name} must be one of {_env.BACKEND_NAMES}, got {value!r}")
     return value.lower()
+
+
+def labels(target: torch.Tensor, classes: int, ignore_index: int) -> None:
+    """Every label of ``target`` is a class in [0, ``classes``) or ``ignore_index``, else a ValueError naming the
+    first bad one. It reads the values (one device sync), so it cannot run while tracing; without it a wrong label
+    is an IndexError on the CPU, a device-side assert on CUDA, or silent garbage in a fused kernel. Skipped where
+    there are no values to read (:func:`concrete`: meta and fake tensors, tracing, ``torch.compile``)."""
+    if not concrete(target):
+        return
+    bad = (target != ignore_index) & ((target < 0) | (target >= classes))
+    if bool(bad.any()):
+        raise ValueError(f"target holds label {int(target[bad][0])}, outside [0, {classes}) (K = logits.shape[1]) "
+                         f"and not ignore_index={ignore_index}")

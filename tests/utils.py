@@ -1,4 +1,4 @@
-"""The one tolerance policy of the test suite (DESIGN §5), and verbose mismatch reports."""
+"""The one tolerance policy of the test suite (ARCHITECTURE.md, Decisions), and verbose mismatch reports."""
 from __future__ import annotations
 
 import torch

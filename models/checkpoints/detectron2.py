@@ -9,8 +9,8 @@ Two file kinds:
   protocol-2 pickles), to stand-ins that fill every array from bytes of the file (a declared but unfilled array is
   refused, sizes are bounded by the file's), and refuses every other global with an :class:`UnsafePickleError`
   *before* anything is called, so a crafted file can neither run code nor load uninitialized memory.
-- ``.pth`` / ``.pt``: ``torch.load(weights_only=True)`` (:func:`semask_models.checkpoints.convert.read_state_dict`),
-  which unwraps a ``model`` entry.
+- ``.pth`` / ``.pt``: ``torch.load(weights_only=True)``
+  (:func:`semask_models.checkpoints.state_dict.read_state_dict`), which unwraps a ``model`` entry.
 
 Key mapping: this package's mask-classification segmentors keep the official module names (``backbone.*``,
 ``sem_seg_head.pixel_decoder.*``, ``sem_seg_head.predictor.*``, ``criterion.empty_weight``), so the mapping only
@@ -18,9 +18,9 @@ Key mapping: this package's mask-classification segmentors keep the official mod
 as the official ``_load_from_state_dict`` does), and (2) leaves out the buffers this package rebuilds
 (``relative_position_index``, ``attn_mask``; ``criterion.empty_weight`` is compared with the model's criterion and
 a difference logged). Missing and unexpected keys follow the FPN loader's rules
-(:func:`semask_models.checkpoints.convert.fit_to`): wrong shapes are refused naming the key, a differently sized
+(:func:`semask_models.checkpoints.state_dict.fit_to`): wrong shapes are refused naming the key, a differently sized
 ``relative_position_bias_table`` is resized bicubically, everything else is reported in a
-:class:`~semask_models.checkpoints.convert.LoadReport`.
+:class:`~semask_models.checkpoints.state_dict.LoadReport`.
 
 Example:
     >>> import semask_models
@@ -39,13 +39,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .convert import LoadReport, StateDict, _log, fit_to, logger, read_state_dict, unwrap, whole_or_nothing
 from .numpy_pickle import ALLOWED_GLOBALS, DeclaredArray, NumpyOnlyUnpickler, UnsafePickleError, loads
+from .state_dict import (DROPPED_SUFFIXES, LoadReport, StateDict, fit_to, log_report, logger, read_state_dict,
+                         unwrap, whole_or_nothing)
 
 __all__ = ["ALLOWED_GLOBALS", "NumpyOnlyUnpickler", "UnsafePickleError", "load_detectron2_checkpoint",
            "map_detectron2_keys", "read_detectron2_weights", "read_pkl", "upgrade_head_layout"]
 
 EMPTY_WEIGHT = "criterion.empty_weight"  # the official criterion's class-weight buffer, rebuilt from the config
+
 
 def read_pkl(path: Union[str, Path]) -> StateDict:
     """The weights of a detectron2 ``.pkl``: ``{name: float/int tensor}`` from the ``model`` entry (or from the
@@ -97,7 +99,8 @@ def read_pkl(path: Union[str, Path]) -> StateDict:
 
 def read_detectron2_weights(path: Union[str, Path]) -> StateDict:
     """Tensors of a detectron2 checkpoint: ``.pkl`` through :func:`read_pkl`, anything else through
-    :func:`semask_models.checkpoints.convert.read_state_dict` (``weights_only`` torch.load, ``model`` entry unwrapped)."""
+    :func:`semask_models.checkpoints.state_dict.read_state_dict` (``weights_only`` torch.load, ``model`` entry
+    unwrapped)."""
     path = Path(path)
     return read_pkl(path) if path.suffix == ".pkl" else read_state_dict(path)
 
@@ -118,10 +121,9 @@ def upgrade_head_layout(sd: StateDict) -> StateDict:
 
 def map_detectron2_keys(sd: StateDict) -> tuple[StateDict, list[str]]:
     """Official detectron2 names → this package's (see the module docstring); returns (mapped, dropped keys)."""
-    from .convert import _DROPPED_SUFFIXES
     sd = upgrade_head_layout(sd)
-    dropped = sorted(k for k in sd if k.endswith(_DROPPED_SUFFIXES))
-    return {k: v for k, v in sd.items() if not k.endswith(_DROPPED_SUFFIXES)}, dropped
+    dropped = sorted(k for k in sd if k.endswith(DROPPED_SUFFIXES))
+    return {k: v for k, v in sd.items() if not k.endswith(DROPPED_SUFFIXES)}, dropped
 
 
 def load_detectron2_checkpoint(model: nn.Module, source: Union[str, Path, StateDict], *,
@@ -148,7 +150,7 @@ def load_detectron2_checkpoint(model: nn.Module, source: Union[str, Path, StateD
             mapped[key] = value.to(own[key].dtype)
     report = fit_to(model, mapped, "detectron2")
     report.unexpected += dropped
-    _log(report)
+    log_report(report)
     return report
 
 

@@ -4,9 +4,10 @@ iteration, RNG states, sampler settings) in a ``torch.save`` file loadable with 
 Every file is written to a temporary name in the same folder, flushed to disk and renamed over the final name
 (``os.replace``); ``latest.json`` is replaced last. A crash at any point leaves the previous checkpoint and the
 pointer to it intact; the temporary files of a killed writer are removed by the next save. A full disk is an
-``OSError`` (errno ENOSPC) that says so (:mod:`semask_models.checkpoints.atomic`). Reading never executes code from a file:
-a truncated or foreign file is refused with an error that names it. Both files carry a SHA-256 of their content (:mod:`semask_models.checkpoints.checksum`),
-verified on load, so a corrupted tensor is refused instead of loaded.
+``OSError`` (errno ENOSPC) that says so (:mod:`semask_models.checkpoints.atomic`). Reading never executes code
+from a file: a truncated or foreign file is refused with an error that names it. Both files carry a SHA-256 of
+their content (:mod:`semask_models.checkpoints.checksum`), verified on load, so a corrupted tensor is refused
+instead of loaded.
 
 Layout under ``<work_dir>/checkpoints``: ``iter_0008000.safetensors``, ``iter_0008000.state.pt``, ``latest.json``.
 """
@@ -140,7 +141,8 @@ def load_weights(model: nn.Module, path: Union[str, Path]) -> dict:
     sd, meta = read_weights(path)
     if meta.get("format") != WEIGHTS_FORMAT:
         raise CheckpointError(f"{path} is not a semask_models training checkpoint (metadata format "
-                              f"{meta.get('format')!r}); use semask_models.checkpoints.convert.load_checkpoint for other files")
+                              f"{meta.get('format')!r}); use semask_models.checkpoints.convert.load_checkpoint for "
+                              "other files")
     target = unwrap_model(model)
     own = target.state_dict()
     missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))

@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "name": None,                   # filled with the config's name
     "model": "semask_swin_t_fpn",   # a zoo name (semask_models.model_names())
     "model_overrides": {},          # ModelConfig fields, e.g. {drop_path_rate: 0.1}
-    "pretrained": None,             # Swin / SeMask checkpoint, read by semask_models.checkpoints.convert.load_checkpoint
+    "pretrained": None,             # Swin / SeMask checkpoint, read by checkpoints.convert.load_checkpoint
     "seed": 0,
     "device": "auto",               # auto | cpu | cuda | cuda:N
     "work_dir": None,               # default: work_dirs/<name>

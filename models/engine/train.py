@@ -56,7 +56,8 @@ LOSS_KEYS = ("loss", "loss_ce", "loss_cate", "loss_sgr", "loss_mask", "loss_dice
 
 
 class Trainer:
-    """Builds everything from a resolved config (:func:`semask_models.engine.config.load_config`); :meth:`train` runs it.
+    """Builds everything from a resolved config (:func:`semask_models.engine.config.load_config`); :meth:`train`
+    runs it.
 
     Example:
         >>> from semask_models.engine.config import load_config

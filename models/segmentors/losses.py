@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import semask_kernels as sk
+from semask_kernels._checks import labels as check_labels  # the op's own label check
 
 
 def segmentation_loss(logits: Tensor, target: Tensor, *, ignore_index: int = 255, avg_non_ignore: bool = False,
@@ -14,15 +15,6 @@ def segmentation_loss(logits: Tensor, target: Tensor, *, ignore_index: int = 255
     ``avg_non_ignore=False`` divides by all pixels, as mmseg 0.11 and the official SeMask-FPN recipe)."""
     return sk.upsample_cross_entropy(logits, target, ignore_index=ignore_index, avg_non_ignore=avg_non_ignore,
                                      align_corners=align_corners, backend=backend)
-
-
-def check_labels(target: Tensor, num_classes: int, ignore_index: int) -> None:
-    """Every label is a class in [0, K) or ``ignore_index``, else a ValueError naming the first bad one (one
-    device sync; without it the CPU raises an IndexError and CUDA a device-side assert)."""
-    bad = (target != ignore_index) & ((target < 0) | (target >= num_classes))
-    if bool(bad.any()):
-        raise ValueError(f"target holds label {int(target[bad][0])}, outside [0, {num_classes}) (K = logits.shape[1]) "
-                         f"and not ignore_index={ignore_index}")
 
 
 def ohem_loss(logits: Tensor, target: Tensor, *, min_kept: int, ignore_index: int = 255,

@@ -1,7 +1,8 @@
 """One folder per op (reference.py, torch_path.py, triton.py, cuda.py, op.py, spec.py; see ``_spec``).
 
 Importing this package registers every op. Adding an op adds one import line here; ``__all__`` (re-exported by
-``semask_kernels``) lists every op folder's public function.
+``semask_kernels``) lists every op folder's public function. What each op computes: docs/ops.md (one section
+per op folder).
 """
 import pkgutil as _pkgutil
 

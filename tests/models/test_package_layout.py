@@ -32,13 +32,16 @@ def test_old_paths_work_in_a_fresh_interpreter():
             "from semask_models.checkpoint import read_weights\n"
             "from semask_models.detectron2_checkpoint import load_detectron2_checkpoint\n"
             "from semask_models import convert; assert convert.__name__ == 'semask_models.checkpoints.convert'\n"
-            "import semask_models.mask_zoo as m; assert m.__name__ == 'semask_models.zoo.swin_mask'")
+            "import semask_models.mask_zoo as m; assert m.__name__ == 'semask_models.zoo.swin_mask'\n"
+            "import semask_models as sm; assert sm.optim is sm.engine.optim and sm.losses.ohem_loss")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_an_unknown_old_name_is_still_an_import_error():
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("semask_models.no_such_module")
+    with pytest.raises(AttributeError, match="no_such_module"):
+        semask_models.no_such_module
 
 
 def test_every_name_belongs_to_one_family_and_every_head_too():
@@ -61,3 +64,25 @@ def test_build_calls_the_family_of_the_name_once(monkeypatch):
     assert calls == [("semask_models.zoo.swin", "upernet"), ("semask_models.zoo.swin_mask", "mask2former")]
     with pytest.raises(ValueError, match="head must be one of"):
         families.family_of_head("segformer")
+
+
+# The rooms of semask_models from the top down: a module may import only from its own room or a lower one.
+ROOMS = ["cli", "engine", "zoo", "checkpoints", "data", "segmentors", "heads", "backbones", "sgr", "validation"]
+
+
+def test_rooms_import_downwards_only():
+    from tests.test_import_cycles import PACKAGES, graph
+
+    def room(module):
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 and not parts[1].startswith("_") else None  # the package's own __init__
+
+    upward = []
+    for module, imported in graph("semask_models", PACKAGES["semask_models"]).items():
+        for target in imported:
+            a, b = room(module), room(target)
+            if a and b and a != b and ROOMS.index(b) < ROOMS.index(a):
+                upward.append(f"{module} imports {target} ({a} is below {b})")
+    assert not upward, "\n".join(sorted(upward))
+    missing = {room(m) for m in graph("semask_models", PACKAGES["semask_models"])} - set(ROOMS) - {None}
+    assert not missing, f"rooms without a place in ROOMS: {sorted(missing)}"

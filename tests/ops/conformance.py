@@ -1,4 +1,5 @@
-"""The one compare-to-reference harness of the op tests (DESIGN §5): any op, any backend, any ``Call`` of its spec.
+"""The one compare-to-reference harness of the op tests (tolerances: ARCHITECTURE.md, Decisions): any op, any
+backend, any ``Call`` of its spec.
 
 ``check(spec, backend, call, dtype)`` runs the public op on ``backend`` in ``dtype`` and the reference in float32
 on the same (rounded) data, forward and every gradient, and asserts the tolerance policy of ``tests/utils.py``:

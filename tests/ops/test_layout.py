@@ -56,3 +56,13 @@ def test_every_op_folder_has_the_file_contract_and_a_spec(op):
     assert {"__init__.py", "op.py", "reference.py", "torch_path.py", "spec.py"} <= files, sorted(files)
     assert op in specs() and op in semask_kernels.__all__
     assert callable(getattr(specs()[op].op_module, "arguments")), f"ops/{op}/op.py needs arguments()"
+
+
+@pytest.mark.parametrize("op", sorted(specs()))
+def test_every_op_has_its_semantics_in_the_repository(op):
+    """docs/ops.md holds a section per op, and the op's reference (the truth) points to it."""
+    doc = OPS_DIR.parents[1] / "docs" / "ops.md"
+    sections = [line[3:].strip() for line in doc.read_text(encoding="utf-8").splitlines() if line.startswith("## ")]
+    assert op in sections, f"docs/ops.md has no section '## {op}' (sections: {sections})"
+    reference = ast.get_docstring(ast.parse((OPS_DIR / op / "reference.py").read_text(encoding="utf-8")))
+    assert f"docs/ops.md, section ``{op}``" in reference, f"ops/{op}/reference.py does not point to docs/ops.md"

@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ...segmentors.losses import check_labels
+from semask_kernels._checks import labels as check_labels
 
 
 def semantic_targets(target: Tensor, num_classes: int, ignore_index: int = 255) -> list[dict[str, Tensor]]:

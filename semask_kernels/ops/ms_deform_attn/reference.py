@@ -15,6 +15,8 @@ Non-finite inputs (the rule every backend follows, see op.py): a sample whose lo
 coordinate is dropped (it adds nothing and its location and weight get zero gradients, whatever its weight);
 every other sample adds w · bilinear(...), the tap formed first, so a weight of ±inf gives ±inf·tap (NaN where the
 tap is 0) and a NaN weight gives NaN.
+
+The semantics in full, edge cases included: docs/ops.md, section ``ms_deform_attn``.
 """
 from __future__ import annotations
 

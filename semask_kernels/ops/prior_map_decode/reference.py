@@ -3,6 +3,8 @@
 up_i is i successive ×2 bilinear upsamplings (``nn.Upsample(scale_factor=2)`` semantics), then a bilinear
 resize to maps[0]'s size when the sizes differ, exactly as the official ``BranchFPNHead`` composes them.
 maps[i]: (B, K, h_i, w_i). Returns (B, K, h_0, w_0).
+
+The semantics in full, edge cases included: docs/ops.md, section ``prior_map_decode``.
 """
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 s, k: (B, H, W, K); v: (B, H, W, C). out = softmax(s @ kᵀ) @ v over all H·W tokens (``window_size=None``) or
 inside non-shifted windows of the zero-padded normed map, where padded tokens carry the Linear biases
 ``pad_k`` (K,) / ``pad_v`` (C,) (zeros if None). Returns (B, H, W, C).
+
+The semantics in full, edge cases included: docs/ops.md, section ``semantic_attention``.
 """
 from __future__ import annotations
 

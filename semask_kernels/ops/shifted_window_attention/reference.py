@@ -10,6 +10,8 @@ qkv: (B, H, W, 3C) with the last dim laid out [3][nH][d]; returns (B, H, W, C), 
 Padded tokens are the padded *input* of the qkv Linear, so their q, k, v equal ``qkv_bias`` (zeros if None),
 and they are not masked. The shift mask (any shift > 0) puts ``mask_value`` between tokens of different regions
 of the padded grid.
+
+The semantics in full, edge cases included: docs/ops.md, section ``shifted_window_attention``.
 """
 from __future__ import annotations
 

@@ -21,23 +21,10 @@ backends.register_module(OP, "cuda", cuda, verified=True)
 backends.register_module(OP, "triton", triton, verified=True)
 
 
-def _check_labels(target: Tensor, classes: int, ignore_index: int) -> None:
-    """Inside the op's kernel (it needs the values, so it cannot run while tracing): one device sync, so that a
-    wrong label is an error naming it instead of silent garbage or a device-side assert. Skipped where there are
-    no values to read (meta and fake tensors, tracing, ``torch.compile``)."""
-    if not _checks.concrete(target):
-        return
-    bad = (target != ignore_index) & ((target < 0) | (target >= classes))
-    if bool(bad.any()):
-        value = int(target[bad][0])
-        raise ValueError(f"target holds label {value}, outside [0, {classes}) (K = logits.shape[1]) and not "
-                         f"ignore_index={ignore_index}")
-
-
 @torch.library.custom_op("semask_kernels::upsample_cross_entropy", mutates_args=())
 def _uce(logits: Tensor, target: Tensor, ignore_index: int, avg_non_ignore: bool, align_corners: bool,
          backend: str) -> Tensor:
-    _check_labels(target, logits.shape[1], ignore_index)
+    _checks.labels(target, logits.shape[1], ignore_index)  # in the kernel: it needs the values
     return backends.get_backend(OP, backend).forward(logits, target, ignore_index, avg_non_ignore, align_corners)
 
 

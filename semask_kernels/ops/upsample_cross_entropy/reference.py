@@ -6,6 +6,8 @@ cross-entropy with ``ignore_index``.
 loss is 0 (with zero gradient), not NaN as ``F.cross_entropy(reduction="mean")`` would give.
 The resize, the log-softmax and the sum run in fp32 (fp64 for fp64 logits), whatever the logits' dtype (as the fused backends
 accumulate); returns a 0-dim tensor of the logits' dtype.
+
+The semantics in full, edge cases included: docs/ops.md, section ``upsample_cross_entropy``.
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from ... import _checks
 from .reference import backward, upsample_cross_entropy  # noqa: F401 - backward: through the custom op
 
 
@@ -19,8 +20,7 @@ def supports(*args):
 
 def plain(logits, target, ignore_index, avg_non_ignore, align_corners):
     if not torch.compiler.is_compiling():  # needs the values (a device sync); compiled, cross_entropy checks
-        from .op import _check_labels
-        _check_labels(target, logits.shape[1], ignore_index)
+        _checks.labels(target, logits.shape[1], ignore_index)
     return upsample_cross_entropy(logits, target, ignore_index, avg_non_ignore, align_corners)
 
 

@@ -1,6 +1,8 @@
 """Reference window attention: timm ``WindowAttention``'s inner math, step by step, in plain PyTorch.
 
 q, k, v: (B_, nH, N, d). out = softmax(scale * q @ kᵀ + bias + mask[b mod nW]) @ v, shape (B_, nH, N, d).
+
+The semantics in full, edge cases included: docs/ops.md, section ``window_attention``.
 """
 from __future__ import annotations
 
