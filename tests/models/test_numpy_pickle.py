@@ -1,5 +1,5 @@
 """The detectron2 .pkl reader fills every array from bytes of the file: every pickle opcode path that can create a
-numpy array without data (REDUCE of np.ndarray, NEWOBJ / NEWOBJ_EX, np.empty / ndarray.__new__ globals,
+numpy array without data (REDUCE of np.ndarray, NEWOBJ / NEWOBJ_EX, INST / OBJ, np.empty / ndarray.__new__ globals,
 ``_reconstruct`` with no state, BUILD with partial or foreign state) is refused, and so is any size declared beyond
 the file's. Files numpy and Python 2 write (protocols 2, 4, 5, Fortran order, big-endian, scalars) still load."""
 import pickle
@@ -112,6 +112,8 @@ UNFILLED = {
     "reduce_ndarray": g("numpy", "ndarray") + tup(shape(2, 3), dtype()) + REDUCE,
     "newobj_ndarray": g("numpy", "ndarray") + tup(shape(2, 3), dtype()) + NEWOBJ,
     "newobj_ex_ndarray": g("numpy", "ndarray") + tup(shape(2, 3), dtype()) + EMPTY_DICT + NEWOBJ_EX,
+    "inst_ndarray": MARK + shape(2, 3) + dtype() + b"inumpy\nndarray\n",  # protocol 0/1 INST
+    "obj_ndarray": MARK + g("numpy", "ndarray") + shape(2, 3) + dtype() + b"o",  # protocol 1 OBJ
     "reconstruct_without_state": reconstruct(),
     "reconstruct_numpy2_without_state": reconstruct("numpy._core"),
 }
