@@ -5,8 +5,8 @@ did not fill.
 of this module, never to numpy's own constructors:
 
 - declaring an array allocates nothing. ``numpy.ndarray`` is :class:`DeclaredArray`: ``np.ndarray(shape, dtype)``
-  (REDUCE), ``ndarray.__new__`` (NEWOBJ / NEWOBJ_EX) and ``_reconstruct(ndarray, shape, dtype)`` give an empty
-  declaration; only ``__setstate__`` (BUILD) with the array's bytes, read from the file and exactly as many as its
+  (REDUCE, INST, OBJ), ``ndarray.__new__`` (NEWOBJ / NEWOBJ_EX) and ``_reconstruct(ndarray, shape, dtype)`` give an
+  empty declaration; only ``__setstate__`` (BUILD) with the array's bytes, read from the file and exactly as many as its
   shape and dtype need, makes it an array. A declaration left unfilled or filled with partial state is refused
   when the weights are read (:meth:`DeclaredArray.filled`), so no array holds uninitialized memory;
 - ``_frombuffer`` and ``scalar`` (protocol-5 arrays, numpy scalars) copy bytes of the file, sizes checked;
