@@ -157,4 +157,9 @@ def shifted_window_attention(qkv: Tensor, bias_table: Tensor, *, num_heads: int,
         return empty_result((*qkv.shape[:-1], qkv.shape[-1] // 3), qkv, bias_table, qkv_bias)
     forward, backward = backends.choose_backends(OP, backend, *args)  # auto: per direction (choice table)
     plain = backends.get_backend(OP, forward).plain  # the torch path's autograd then does the backward too
-    return plain(*args) if plain is not None else _swa(*args, backends.pair(forward, backward))
+    # torch.jit.trace records the registered op, as TorchScript does (the plain path's cached layouts and autograd
+    # Functions would be baked into the trace, or break it); fake tensors take its fake kernel (the cached layouts
+    # are real tensors)
+    if plain is not None and not torch.jit.is_tracing() and not _checks.fake(qkv):
+        return plain(*args)
+    return _swa(*args, backends.pair(forward, backward))
