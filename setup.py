@@ -214,7 +214,8 @@ setup(
     # timm: drop path and the Swin interop; connected-components-3d: SGR's instance supervision
     install_requires=["torch>=2.5", "numpy", TIMM, "safetensors", "connected-components-3d"],
     extras_require={
-        "test": ["pytest", "hypothesis", "expecttest", "scikit-image", "transformers>=5.24"],  # skimage: cc3d fallback
+        "test": ["pytest", "hypothesis", "expecttest", "scikit-image", "transformers>=5.24",
+                 "peft>=0.21"],  # skimage: cc3d fallback
         "bench": ["tqdm", "matplotlib", "pytest-benchmark"],
         # semask-train / semask-eval: progress bars, YAML configs, TensorBoard events, torchvision.transforms.v2
         # augmentation and PIL image reading (torchvision: install the one matching your torch first), scipy's

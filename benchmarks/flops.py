@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import semask_models as sm
 
-from .harness import append_rows, at_least, run_metadata
+from .harness import append_rows, at_least, check_output, run_metadata
 
 def _register_deform_conv2d_flops() -> None:
     """torchvision's ``deform_conv2d`` (FaPN's DCNv2) has no formula in torch's flop counter, so it would count 0:
@@ -59,6 +59,9 @@ def count(model: torch.nn.Module, size: int) -> tuple[int, int, int]:
 
 def run(args) -> list[dict]:
     import timm
+
+    if not args.no_save:
+        check_output("flops.jsonl")
 
     meta = run_metadata(torch.device("cpu"))
     rows = []

@@ -292,6 +292,23 @@ def run_metadata(device: torch.device) -> dict:
     }
 
 
+def check_output(filename: str, path: str | Path | None = None) -> Path:
+    """The file :func:`append_rows` would write, checked before any measurement: its folder must be (or become) a
+    folder and the file, if there, a writable file; otherwise ``SystemExit`` with one line naming the path (a run
+    must not measure for minutes and then lose its results)."""
+    path = Path(path) if path is not None else RESULTS / filename
+    for parent in (path.parent, *path.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise SystemExit(f"error: cannot write results to {path}: {parent} is a file, not a folder "
+                                 "(move it, pass --jsonl PATH, or --no-save)")
+            break
+    if path.exists() and (not path.is_file() or not os.access(path, os.W_OK)):
+        raise SystemExit(f"error: cannot write results to {path}: it is not a writable file (pass --jsonl PATH, "
+                         "or --no-save)")
+    return path
+
+
 def append_rows(filename: str, rows: list[dict], path: str | Path | None = None) -> Path:
     """Append ``rows`` to ``path``, by default ``benchmarks/results/<filename>`` (JSON lines, one measurement
     per line), flushed at once: a run killed later keeps every row written so far."""

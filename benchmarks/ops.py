@@ -23,7 +23,7 @@ import semask_kernels as sk
 from semask_kernels.ops._spec import Call, OpSpec, Size, outputs, spec, specs
 
 from .attention_baselines import BASELINES
-from .harness import append_rows, at_least, run_metadata, time_fn
+from .harness import append_rows, at_least, check_output, run_metadata, time_fn
 
 # (name, batch, image size, embed dim, heads of stage 1, window) at their standard input sizes
 MODELS = {
@@ -246,6 +246,8 @@ def _measure(case: Case, name: str, fn, mode: str, device, warmup: int, repeats:
 
 
 def run(args) -> list[dict]:
+    if not args.no_save:
+        check_output("ops.jsonl", args.jsonl)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     quick = args.quick or device.type == "cpu"
     meta = run_metadata(device)

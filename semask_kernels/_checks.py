@@ -66,12 +66,40 @@ def choice(name: str, value, options: Sequence[str]) -> str:
 
 
 def number(name: str, value, *, finite: bool = True) -> float:
-    """A real number (an int or a float; NaN and ±inf refused unless ``finite=False``)."""
+    """A real number (an int or a float; NaN and ±inf refused unless ``finite=False``). A symbolic number
+    (``torch.SymFloat`` / ``SymInt``: ``torch.compile`` with dynamic shapes) is checked with plain comparisons,
+    which the compiler guards on, and returned as it is."""
+    if isinstance(value, (torch.SymFloat, torch.SymInt)):
+        if finite and not -math.inf < value < math.inf:
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {value!r}")
-    if finite and not math.isfinite(value):
+    if finite and not -math.inf < value < math.inf:  # not math.isfinite: the compiler cannot trace it
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
+
+
+def fake(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a fake tensor of a ``FakeTensorMode`` or ``torch.export`` outside the compiler (while
+    ``torch.compile`` traces, its tensors are the compiler's to handle: False)."""
+    if torch.compiler.is_compiling():
+        return False
+    from torch._subclasses.fake_tensor import is_fake
+
+    return is_fake(t)
+
+
+def concrete(t: torch.Tensor) -> bool:
+    """Whether ``t`` holds values a check may read: not a meta tensor, not a fake tensor (``torch.compile``,
+    ``torch.export``, fake-tensor mode) and not traced by ``torch.jit.trace`` / FX / the compiler, where reading
+    values would fail or bake one input's values into the graph."""
+    if t.device.type == "meta" or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    from torch._subclasses.fake_tensor import is_fake
+    from torch.fx.experimental.proxy_tensor import get_proxy_mode
+
+    return not is_fake(t) and get_proxy_mode() is None
 
 
 def backend(name: str, value) -> str:
@@ -89,7 +117,10 @@ def backend(name: str, value) -> str:
 def labels(target: torch.Tensor, classes: int, ignore_index: int) -> None:
     """Every label of ``target`` is a class in [0, ``classes``) or ``ignore_index``, else a ValueError naming the
     first bad one. It reads the values (one device sync), so it cannot run while tracing; without it a wrong label
-    is an IndexError on the CPU, a device-side assert on CUDA, or silent garbage in a fused kernel."""
+    is an IndexError on the CPU, a device-side assert on CUDA, or silent garbage in a fused kernel. Skipped where
+    there are no values to read (:func:`concrete`: meta and fake tensors, tracing, ``torch.compile``)."""
+    if not concrete(target):
+        return
     bad = (target != ignore_index) & ((target < 0) | (target >= classes))
     if bool(bad.any()):
         raise ValueError(f"target holds label {int(target[bad][0])}, outside [0, {classes}) (K = logits.shape[1]) "

@@ -13,7 +13,8 @@ from typing import Union
 from torch import nn
 
 from .state_dict import (  # noqa: F401 - LoadReport, read_state_dict, unwrap, fit_to: public here too
-    DROPPED_SUFFIXES, LoadReport, StateDict, fit_to, log_report, read_state_dict, resize_bias_table, unwrap)
+    DROPPED_SUFFIXES, LoadReport, StateDict, fit_to, log_report, read_state_dict, refuse_partial,
+    resize_bias_table, unwrap, whole_or_nothing)
 
 
 def detect_format(sd: StateDict) -> str:
@@ -59,31 +60,40 @@ def load_swin_backbone(backbone: nn.Module, source: Union[str, Path, StateDict])
     return report
 
 
-def load_checkpoint(model: nn.Module, source: Union[str, Path, StateDict]) -> LoadReport:
+def load_checkpoint(model: nn.Module, source: Union[str, Path, StateDict], *,
+                    allow_partial: bool = False) -> LoadReport:
     """Load into a ``Segmentor``: a full segmentor checkpoint (official SeMask-FPN mmseg layout, this package's, or
     an official SeMask-MaskFormer/-Mask2Former detectron2 ``.pkl``/``.pth``,
     :mod:`semask_models.checkpoints.detectron2`) or an ImageNet Swin checkpoint (also a detectron2 ``.pkl``) into
     its backbone; into a MiT segmentor, an official SegFormer / MiT checkpoint or a Hugging Face Segformer
-    ``model.safetensors`` (:mod:`semask_models.checkpoints.mit`). Returns the report of the whole segmentor (an ImageNet
-    checkpoint leaves the head and the semantic layers missing), also logged. The load is partial by design
-    (``pretrained``); :meth:`LoadReport.complete` says whether it was not."""
+    ``model.safetensors`` (:mod:`semask_models.checkpoints.mit`). Returns the report of the whole segmentor (an
+    ImageNet checkpoint leaves the head and the semantic layers missing), also logged.
+
+    A checkpoint that fits only in part (model keys left at their initial values, or weights of the file the model
+    has no place for: a deeper model's, another head's) is refused with ``CheckpointError`` naming them, the model
+    left as it was, unless ``allow_partial``: pass it for what is partial by design, such as an ImageNet
+    backbone into a segmentor (``pretrained``); :meth:`LoadReport.complete` then says whether the load was."""
     if not isinstance(source, dict) and Path(source).suffix == ".pkl":  # detectron2: numpy arrays only
         from .detectron2 import read_pkl
         source = read_pkl(source)
+    name = "checkpoint" if isinstance(source, dict) else str(source)
     sd = read_state_dict(source) if not isinstance(source, dict) else unwrap(source)
+    if not allow_partial:
+        return whole_or_nothing(model, name, lambda: load_checkpoint(model, sd, allow_partial=True))
     from .mit import detect_mit_format, load_mit_checkpoint
     mit_format = detect_mit_format(sd)
     if mit_format is not None:  # Mix Transformer / SegFormer: official or Hugging Face layout
         return load_mit_checkpoint(model, sd, mit_format)
     if any(k.startswith("sem_seg_head.") for k in sd):  # SeMask-MaskFormer / -Mask2Former (detectron2)
         from .detectron2 import load_detectron2_checkpoint
-        return load_detectron2_checkpoint(model, sd)
-    if detect_format(sd) != "segmentor":
+        report = load_detectron2_checkpoint(model, sd, allow_partial=True)
+    elif detect_format(sd) != "segmentor":
         part = load_swin_backbone(model.backbone, sd)
         # the report is of the whole segmentor: everything outside the backbone keeps its initial values
         rest = [k for k in model.state_dict() if not k.startswith("backbone.")]
-        return LoadReport(part.source_format, missing=[f"backbone.{k}" for k in part.missing] + rest,
-                          unexpected=part.unexpected, resized=[f"backbone.{k}" for k in part.resized])
-    report = fit_to(model, sd, "segmentor")
-    log_report(report)
+        report = LoadReport(part.source_format, missing=[f"backbone.{k}" for k in part.missing] + rest,
+                            unexpected=part.unexpected, resized=[f"backbone.{k}" for k in part.resized])
+    else:
+        report = fit_to(model, sd, "segmentor")
+        log_report(report)
     return report

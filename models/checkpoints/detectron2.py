@@ -4,9 +4,11 @@ mask-classification segmentors of this package.
 Two file kinds:
 
 - ``.pkl``: detectron2's pickles, ``{"model": {name: numpy array}, "__author__": ..., ...}``. They are read with
-  :class:`NumpyOnlyUnpickler`, which resolves only the few globals a pickled numpy array needs (array and dtype
-  reconstruction, ``OrderedDict``, the latin-1 bytes codec of protocol-2 pickles) and refuses every other global
-  with an :class:`UnsafePickleError` *before* anything is called, so a crafted file cannot run code.
+  :class:`~semask_models.checkpoints.numpy_pickle.NumpyOnlyUnpickler`, which resolves only the few globals a
+  pickled numpy array needs (array and dtype reconstruction, ``OrderedDict``, the latin-1 bytes codec of
+  protocol-2 pickles), to stand-ins that fill every array from bytes of the file (a declared but unfilled array is
+  refused, sizes are bounded by the file's), and refuses every other global with an :class:`UnsafePickleError`
+  *before* anything is called, so a crafted file can neither run code nor load uninitialized memory.
 - ``.pth`` / ``.pt``: ``torch.load(weights_only=True)``
   (:func:`semask_models.checkpoints.state_dict.read_state_dict`), which unwraps a ``model`` entry.
 
@@ -30,8 +32,6 @@ Example:
 """
 from __future__ import annotations
 
-import io
-import pickle
 from pathlib import Path
 from typing import Union
 
@@ -39,47 +39,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .numpy_pickle import ALLOWED_GLOBALS, DeclaredArray, NumpyOnlyUnpickler, UnsafePickleError, loads
 from .state_dict import (DROPPED_SUFFIXES, LoadReport, StateDict, fit_to, log_report, logger, read_state_dict,
-                         unwrap)
+                         unwrap, whole_or_nothing)
+
+__all__ = ["ALLOWED_GLOBALS", "NumpyOnlyUnpickler", "UnsafePickleError", "load_detectron2_checkpoint",
+           "map_detectron2_keys", "read_detectron2_weights", "read_pkl", "upgrade_head_layout"]
 
 EMPTY_WEIGHT = "criterion.empty_weight"  # the official criterion's class-weight buffer, rebuilt from the config
-
-# (module, name) pairs a pickle of numpy arrays needs; numpy 2 moved numpy.core to numpy._core (both spellings
-# appear in files written by either version).
-ALLOWED_GLOBALS = frozenset({
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("collections", "OrderedDict"),
-    ("_codecs", "encode"),  # protocol-2 pickles store bytes (the array data) as latin-1 text
-})
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle that needs a global other than numpy array reconstruction; nothing from it was executed."""
-
-
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only :data:`ALLOWED_GLOBALS`; any other global (``os.system``,
-    ``builtins.eval``, a class of some package, ...) raises :class:`UnsafePickleError` when the pickle asks for
-    it, before it could be called. Text of Python 2 pickles is decoded as latin-1 (detectron2's convention)."""
-
-    def __init__(self, file, *, name: str = "pickle"):
-        super().__init__(file, encoding="latin1")
-        self.name = name
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in ALLOWED_GLOBALS:
-            raise UnsafePickleError(
-                f"refusing to load {self.name}: it asks for the global {module}.{name}, and a detectron2 weight "
-                f"file may only hold numpy arrays in plain containers (allowed: "
-                f"{', '.join(sorted(f'{m}.{n}' for m, n in ALLOWED_GLOBALS))}); loading it could run code")
-        return super().find_class(module, name)
-
-    def persistent_load(self, pid):
-        raise UnsafePickleError(f"refusing to load {self.name}: it holds a persistent reference ({pid!r}), "
-                                "which a detectron2 .pkl of numpy arrays never does")
 
 
 def read_pkl(path: Union[str, Path]) -> StateDict:
@@ -87,31 +54,46 @@ def read_pkl(path: Union[str, Path]) -> StateDict:
     top level when the file is a bare name → array mapping). Raises :class:`UnsafePickleError` for a pickle
     that needs anything but numpy arrays, ``ValueError`` for a file that is not such a pickle."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {path} is a directory, expected a detectron2 .pkl file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     data = path.read_bytes()
+    if data[:4] == b"PK\x03\x04":
+        raise ValueError(f"{path} is a PyTorch zip checkpoint, not a detectron2 pickle of numpy arrays: name it "
+                         ".pth (it is then read with torch.load(weights_only=True))")
     try:
-        obj = NumpyOnlyUnpickler(io.BytesIO(data), name=str(path)).load()
+        obj = loads(data, str(path))
     except UnsafePickleError:
         raise
     except Exception as e:  # truncated stream, a foreign format, ...: pickle raises many types
+        if isinstance(e, ValueError) and str(e).startswith(str(path)):  # numpy_pickle's own refusals
+            raise
         raise ValueError(f"{path} is not a readable detectron2 .pkl (truncated or another format?): "
                          f"{type(e).__name__}: {e}") from e
-    weights = obj.get("model", obj) if isinstance(obj, dict) else obj
+    weights = obj
+    if isinstance(obj, dict) and "model" in obj:
+        weights = obj["model"]
+        if not isinstance(weights, dict):
+            raise ValueError(f"{path}: its 'model' entry is a {type(weights).__name__}, expected a dict of numpy "
+                             "arrays (name -> array)")
     if not isinstance(weights, dict):
         raise ValueError(f"{path} holds a {type(obj).__name__}, expected a dict of numpy arrays (detectron2 "
                          "'model' entry)")
     out = {}
     for key, value in weights.items():
         if not isinstance(key, str):
-            raise ValueError(f"{path}: weight names must be strings, got {key!r}")
+            raise ValueError(f"{path}: weight names must be strings, got {key!r:.80}")
+        if isinstance(value, DeclaredArray):
+            value = value.filled(f"weight {key!r}")
         if isinstance(value, np.generic):
             value = np.asarray(value)
         if not isinstance(value, np.ndarray):
             raise ValueError(f"{path}: weight {key!r} is a {type(value).__name__}, expected a numpy array")
         if value.dtype.kind not in "fiub":
             raise ValueError(f"{path}: weight {key!r} has dtype {value.dtype}, expected a numeric array")
-        out[key] = torch.from_numpy(np.ascontiguousarray(value).copy())
+        native = value.dtype.newbyteorder("=")  # torch takes native byte order only (big-endian files exist)
+        out[key] = torch.from_numpy(np.array(value, dtype=native, order="C"))  # a copy; 0-d stays 0-d
     return out
 
 
@@ -144,14 +126,19 @@ def map_detectron2_keys(sd: StateDict) -> tuple[StateDict, list[str]]:
     return {k: v for k, v in sd.items() if not k.endswith(DROPPED_SUFFIXES)}, dropped
 
 
-def load_detectron2_checkpoint(model: nn.Module, source: Union[str, Path, StateDict]) -> LoadReport:
+def load_detectron2_checkpoint(model: nn.Module, source: Union[str, Path, StateDict], *,
+                               allow_partial: bool = False) -> LoadReport:
     """Load an official SeMask-MaskFormer / SeMask-Mask2Former checkpoint (``.pkl``, ``.pth`` or a state dict)
-    into a mask-classification segmentor non-strictly; returns (and logs) the report. ``report.complete`` says
-    whether every model key came from the file and every weight of the file was used."""
+    into a mask-classification segmentor; returns (and logs) the report. A checkpoint that fits only in part is
+    refused (``CheckpointError`` naming the keys, the model left as it was) unless ``allow_partial``; then
+    ``report.complete`` says whether every model key came from the file and every weight of the file was used."""
     if isinstance(source, dict):
         sd = unwrap(source)
     else:
         sd = read_detectron2_weights(source)
+    if not allow_partial:
+        name = "checkpoint" if isinstance(source, dict) else str(source)
+        return whole_or_nothing(model, name, lambda: load_detectron2_checkpoint(model, sd, allow_partial=True))
     if not any(k.startswith(("backbone.", "sem_seg_head.")) for k in sd):
         raise ValueError("not a detectron2 segmentor checkpoint: no 'backbone.*' or 'sem_seg_head.*' keys (an "
                          "ImageNet Swin checkpoint? load it with semask_models.checkpoints.convert.load_swin_backbone)")

@@ -64,11 +64,24 @@ def read_state_dict(path: Union[str, Path]) -> StateDict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if _numpy_pickle(path):
+            raise ValueError(f"{path} is a pickle of numpy arrays (a detectron2 checkpoint), not a PyTorch one: "
+                             "name it .pkl, the reader of such files") from e
         raise ValueError(f"refusing to load {path}: it holds objects other than tensors and plain containers, and "
                          f"loading it would run code from the file (weights_only=True refused it: {e})") from e
     except (RuntimeError, EOFError) as e:
         raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or foreign?): {e}") from e
     return unwrap(obj, str(path))
+
+
+def _numpy_pickle(path: Path) -> bool:
+    """Whether ``path`` reads as a pickle of numpy arrays (through the restricted reader: nothing runs)."""
+    from .numpy_pickle import loads
+    try:
+        loads(path.read_bytes(), str(path))
+    except Exception:  # noqa: BLE001 - any refusal: it is not one
+        return False
+    return True
 
 
 def unwrap(obj, name: str = "checkpoint") -> StateDict:
@@ -119,3 +132,29 @@ def fit_to(model: nn.Module, sd: StateDict, fmt: str) -> LoadReport:
 def log_report(report: LoadReport) -> None:
     level = logging.WARNING if report.missing or report.unexpected else logging.INFO
     logger.log(level, "checkpoint loaded\n%s", report)
+
+
+def refuse_partial(report: LoadReport, name: str) -> None:
+    """Raise ``CheckpointError`` (a ``ValueError``) naming what did not fit when ``report`` is not complete."""
+    if report.complete:
+        return
+    from .training import CheckpointError
+
+    what = "; ".join(
+        f"{len(keys)} {text} ({', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''})"
+        for keys, text in ((report.missing, "model key(s) are not in the file and would keep their initial values"),
+                           (report.unused, "weight(s) of the file have no place in the model"))
+        if keys)
+    raise CheckpointError(f"{name} fits the model only in part: {what}. Is it from another config (another depth, "
+                          f"no decode head)? Load it anyway with allow_partial=True (the CLI: --allow-partial)")
+
+
+def whole_or_nothing(model: nn.Module, name: str, load) -> LoadReport:
+    """``load()`` (which loads into ``model`` and returns its report), refused by :func:`refuse_partial` when the
+    checkpoint fits only in part, the model then restored to the values it had."""
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    report = load()
+    if not report.complete:
+        model.load_state_dict(saved)
+        refuse_partial(report, name)
+    return report

@@ -30,6 +30,9 @@ logger = logging.getLogger("semask_models")
 STATE_FORMAT = "semask_models.train_state"
 WEIGHTS_FORMAT = "semask_models.segmentor"
 STATE_VERSION = 1
+# the entry every file of this version carries next to its "sha256" (a file with it but without a checksum was
+# altered; files of older versions, without either, load with a warning)
+CHECKSUMMED = "checksummed"
 _NAME = re.compile(r"^iter_(\d+)\.safetensors$")
 
 
@@ -44,7 +47,8 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 def save_weights(path: Union[str, Path], model: nn.Module, metadata: Optional[dict] = None) -> Path:
     from safetensors.torch import save_file
     sd = {k: v.detach().cpu().contiguous() for k, v in unwrap_model(model).state_dict().items()}
-    meta = {"format": WEIGHTS_FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}, "sha256": checksum(sd)}
+    meta = {"format": WEIGHTS_FORMAT, **{k: str(v) for k, v in (metadata or {}).items()}, CHECKSUMMED: "sha256",
+            "sha256": checksum(sd)}
     return atomic_write(path, lambda tmp: save_file(sd, tmp, metadata=meta))
 
 
@@ -58,7 +62,7 @@ def save_checkpoint(ckpt_dir: Union[str, Path], iteration: int, model: nn.Module
     stem = f"iter_{iteration:07d}"
     weights = save_weights(ckpt_dir / f"{stem}.safetensors", model, {"iter": iteration, **(metadata or {})})
     full_state = {"format": STATE_FORMAT, "version": STATE_VERSION, "iter": iteration,
-                  "weights": weights.name, **state}
+                  "weights": weights.name, **state, CHECKSUMMED: "sha256"}
     full_state["sha256"] = checksum(full_state)
     state_path = atomic_write(ckpt_dir / f"{stem}.state.pt", lambda tmp: torch.save(full_state, tmp))
     pointer = json.dumps({"iter": iteration, "weights": weights.name, "state": state_path.name})
@@ -110,13 +114,18 @@ def read_weights(path: Union[str, Path]) -> tuple[dict[str, Tensor], dict]:
     except Exception as e:  # safetensors' own error types for truncated or foreign files
         raise CheckpointError(f"{path} is not a readable safetensors file (truncated or foreign?): {e}") from e
     if meta.get("format") == WEIGHTS_FORMAT:
-        verify(path, sd, meta.get("sha256"))
+        verify(path, sd, meta.get("sha256"), required=CHECKSUMMED in meta)
     return sd, meta
 
 
-def verify(path: Union[str, Path], content, expected: Optional[str]) -> None:
-    """Refuse ``content`` read from ``path`` unless its checksum is ``expected`` (files of versions that wrote
-    none are loaded with a warning)."""
+def verify(path: Union[str, Path], content, expected: Optional[str], required: bool = False) -> None:
+    """Refuse ``content`` read from ``path`` unless its checksum is ``expected``. Files of versions that wrote none
+    are loaded with a warning; a file whose metadata says its writer stored one (``required``: the
+    :data:`CHECKSUMMED` entry) is refused without it."""
+    if expected is None and required:
+        raise CheckpointError(f"{path} has no checksum, but it was written by a version that always stores one (its "
+                              f"metadata has {CHECKSUMMED!r}): the SHA-256 entry was removed, so its integrity "
+                              "cannot be verified; use another checkpoint")
     if expected is None:
         logger.warning("%s has no checksum (written by an older version): its integrity is not verified", path)
         return
@@ -164,7 +173,7 @@ def read_state(path: Union[str, Path]) -> dict:
         raise CheckpointError(f"{path} has training-state version {state.get('version')}, this code reads "
                               f"version {STATE_VERSION}")
     expected = state.pop("sha256", None)
-    verify(path, state, expected)
+    verify(path, state, expected, required=CHECKSUMMED in state)
     return state
 
 

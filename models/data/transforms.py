@@ -33,6 +33,10 @@ def resize_pair(x, size: tuple[int, int]):
     """Bilinear (no antialias, as cv2) for images, nearest for masks."""
     if isinstance(x, tv_tensors.Mask):
         return F.resize(x, list(size), interpolation=InterpolationMode.NEAREST)
+    if tuple(size) == (1, 1) and x.dtype == torch.uint8:  # torch's uint8 bilinear kernel asserts on a 1×1 output
+        out = F.resize(x.float(), [1, 1], interpolation=InterpolationMode.BILINEAR, antialias=False)
+        out = out.round().clamp(0, 255).to(torch.uint8)
+        return tv_tensors.wrap(out, like=x) if isinstance(x, tv_tensors.TVTensor) else out
     return F.resize(x, list(size), interpolation=InterpolationMode.BILINEAR, antialias=False)
 
 
@@ -216,6 +220,6 @@ def resize_for_test(image: Tensor, scale: Sequence[float], ratio: float = 1.0) -
     size = rescale_size(tuple(image.shape[-2:]), (int(scale[0] * ratio), int(scale[1] * ratio)))
     if tuple(size) == tuple(image.shape[-2:]):
         return image
-    return F.resize(image, list(size), interpolation=InterpolationMode.BILINEAR, antialias=False)
+    return resize_pair(image, size)
 
 

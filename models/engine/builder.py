@@ -23,6 +23,6 @@ def build_segmentor(cfg: dict, num_classes: int) -> nn.Module:
     model = build_model(cfg["model"], num_classes=num_classes, **overrides)
     if cfg.get("pretrained"):
         from ..checkpoints.convert import load_checkpoint
-        report = load_checkpoint(model, cfg["pretrained"])
+        report = load_checkpoint(model, cfg["pretrained"], allow_partial=True)  # partial by design (ImageNet)
         logger.info("pretrained weights from %s (%s)", cfg["pretrained"], report.source_format)
     return model

@@ -127,6 +127,8 @@ def _read_yaml(path: Path) -> dict:
             data = yaml.safe_load(f)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (a binary file?): {e}") from e
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -33,7 +33,7 @@ def _classes(value):
     return None if ok else "null, a text file of class names, or a list of class names"
 
 
-TOP = {"name": text(), "model": text(), "pretrained": text(none=True), "seed": integer(lo=0),
+TOP = {"name": text(), "model": text(), "pretrained": text(none=True), "seed": integer(lo=0, hi=2 ** 32 - 1),
        "device": _device, "work_dir": text(none=True)}
 
 DATA = {

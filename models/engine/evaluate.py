@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -181,8 +182,10 @@ def load_for_eval(model: nn.Module, checkpoint: str, allow_partial: bool = False
             return {"checkpoint": str(path), "iter": int(meta["iter"]) if "iter" in meta else None}
     from ..checkpoints.convert import load_checkpoint
     try:
-        report = load_checkpoint(model, path)
-    except FileNotFoundError as e:
+        report = load_checkpoint(model, path, allow_partial=True)  # refused below, with the CLI's option
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, pickle.UnpicklingError) as e:  # a missing, foreign, unsafe or malformed file
         raise CheckpointError(str(e)) from e
     if not report.complete:
         what = "; ".join(
@@ -207,7 +210,8 @@ def eval_name(test_cfg: dict) -> str:
 def run_eval(cfg: dict, checkpoint: str, work_dir: Optional[str] = None, save_dir: Optional[str] = None,
              allow_partial: bool = False) -> dict:
     """``semask-eval``: build the model of ``cfg``, load ``checkpoint``, evaluate on the validation split and write
-    ``eval_<mode>[_aug].json`` and ``.yaml`` (metrics, config) to the work dir (rank 0), never the training run's
+    ``eval_<mode>[_aug].json`` and ``.yaml`` (metrics, config) to the work dir (rank 0: ``work_dir``, else the run
+    folder when ``checkpoint`` is one, else the config's), never the training run's
     ``metrics.json`` or log. Output folders are checked before the evaluation. Returns the metrics."""
     from .builder import build_segmentor
     from ..checkpoints.training import atomic_write
@@ -216,7 +220,8 @@ def run_eval(cfg: dict, checkpoint: str, work_dir: Optional[str] = None, save_di
     from .distributed import cleanup, init_distributed
     from .runlog import setup_console_logging
     from .workdir import check_dir
-    work = check_dir(Path(work_dir or cfg["work_dir"] or Path("work_dirs") / cfg["name"]))
+    run_dir = checkpoint if Path(checkpoint).is_dir() else None  # a run folder: its results go next to its run
+    work = check_dir(Path(work_dir or run_dir or cfg["work_dir"] or Path("work_dirs") / cfg["name"]))
     save = save_dir or cfg["test"]["save_predictions"]
     if save:
         check_dir(Path(save), "--save-pred")

@@ -66,6 +66,11 @@ class Segmentor(nn.Module):
             raise ValueError(f"img must be a batch {want}, got shape {tuple(img.shape)}{hint}")
         if not img.is_floating_point():
             raise TypeError(f"img must be a normalized floating-point tensor, got {img.dtype}")
+        weight = getattr(embed, "weight", None)
+        if (weight is not None and img.dtype != weight.dtype and not (
+                torch.amp.is_autocast_available(img.device.type) and torch.is_autocast_enabled(img.device.type))):
+            raise TypeError(f"img has dtype {img.dtype}, the model's weights {weight.dtype}: convert the batch "
+                            f"(img.to({weight.dtype})) or the model, or run under torch.autocast")
         if img.numel() == 0:
             raise ValueError(f"img must be non-empty, got shape {tuple(img.shape)}")
         if target is not None and (not isinstance(target, Tensor) or target.dim() != 3

@@ -13,6 +13,7 @@ from ..nn import ShiftedWindowAttention, WindowAttention
 
 logger = logging.getLogger("semask_kernels")
 LEVELS = ("attention", "block")
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
 def _unsupported(block, level: str) -> str | None:
@@ -28,6 +29,11 @@ def _unsupported(block, level: str) -> str | None:
                 f"attention path (level='attention' patches only its WindowAttention)")
     if type(attn) is not TimmWindowAttention:
         return f"attention is {type(attn).__name__}, not timm's WindowAttention"
+    for what in ("", "softmax", "attn_drop"):  # the modules the fused ops replace (qkv, proj are kept and called)
+        mod = attn.get_submodule(what) if not what or hasattr(attn, what) else None
+        if mod is not None and any(getattr(mod, h) for h in _HOOKS):
+            return (f"attention{'.' + what if what else ''} has hooks, which the fused ops (a new attention "
+                    f"module) would not call")
     if attn.attn_drop.p > 0:
         return f"attention dropout {attn.attn_drop.p} > 0 is not supported by the fused ops"
     if tuple(attn.window_size) != tuple(block.window_size):

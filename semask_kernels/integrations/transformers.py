@@ -17,6 +17,8 @@ logger = logging.getLogger("semask_kernels")
 
 def _unsupported(layer, fused: type, stock: type) -> str | None:
     """Why ``layer`` cannot be patched faithfully, or None."""
+    from ._hf_layers import bypassed
+
     if isinstance(layer, fused):
         return "already patched"
     if type(layer) is not stock:
@@ -26,6 +28,10 @@ def _unsupported(layer, fused: type, stock: type) -> str | None:
         needed = ("q_proj", "k_proj", "v_proj", "o_proj", "relative_position_bias", "scaling")
         if not all(hasattr(attn, name) for name in needed):
             return f"its attention {type(attn).__name__} lacks {needed} (a transformers layout this patch predates)"
+    reason = bypassed(layer)
+    if reason is not None:
+        return reason
+    if stock.__name__ == "SwinLayer":
         dropout = attn.attention_dropout
         heads, table = attn.num_attention_heads, attn.relative_position_bias.relative_position_bias_table
         window, dim = attn.relative_position_bias.window_size, attn.q_proj.out_features
@@ -45,7 +51,7 @@ def _unsupported(layer, fused: type, stock: type) -> str | None:
     return None
 
 
-def patch_hf_swin(model: nn.Module, *, backend: str = "auto") -> nn.Module:
+def patch_hf_swin(model: nn.Module, *, backend: str = "auto", strict: bool = False) -> nn.Module:
     """Run the window attention of every transformers Swin layer in ``model`` as one fused op.
 
     Args:
@@ -53,13 +59,17 @@ def patch_hf_swin(model: nn.Module, *, backend: str = "auto") -> nn.Module:
             embeds them (``UperNetForSemanticSegmentation``, ``Mask2FormerForUniversalSegmentation`` with a Swin
             backbone, ``MaskFormerForInstanceSegmentation`` with its ``MaskFormerSwinBackbone``). Changed in place.
         backend: the op's backend ("auto", "reference", "torch", "triton", "cuda").
+        strict: raise (instead of warning) when ``model`` holds no transformers Swin layer at all (a SwinV2, a
+            ViT, a plain Linear).
 
     Returns:
         ``model``, with the same modules, parameters and state-dict keys. Each patched ``SwinLayer`` /
         ``MaskFormerSwinLayer`` pads, rolls, partitions, attends, reverses, rolls back and crops in one
         ``shifted_window_attention`` op (``pad_order="pad_then_roll"``, as transformers does), with q, k, v still
         three Linears (``qkv_linear``: no concatenation copy). Layers with attention dropout > 0, subclasses and
-        unknown layouts are left alone and the reason is logged at warning level. Asking for attention weights
+        unknown layouts are left alone and the reason is logged at warning level, and so are layers whose q, k, v
+        Linears are wrapped (a peft LoRA adapter), subclassed or hooked; a patched layer whose modules get wrapped
+        or hooked later runs its stock forward (logged once). Asking for attention weights
         (``output_attentions``) runs the stock forward of the layers.
 
     Example:
@@ -67,6 +77,10 @@ def patch_hf_swin(model: nn.Module, *, backend: str = "auto") -> nn.Module:
         >>> from transformers import SwinConfig, SwinModel
         >>> model = sk.patch_hf_swin(SwinModel(SwinConfig(embed_dim=32, depths=[2, 2], num_heads=[2, 4])))
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"patch_hf_swin: model must be a torch.nn.Module, got {type(model).__name__}"
+                        + (" (load the model first, e.g. SwinModel.from_pretrained(name))" if isinstance(model, str)
+                           else ""))
     backend = _checks.backend("backend", backend)
     try:
         from ._hf_layers import FusedMaskFormerSwinLayer, FusedSwinLayer, MaskFormerSwinLayer, SwinLayer
@@ -86,5 +100,11 @@ def patch_hf_swin(model: nn.Module, *, backend: str = "auto") -> nn.Module:
             module.__class__ = fused
             module.semask_backend = backend
             patched += 1
+    if patched + skipped == 0:
+        message = (f"patch_hf_swin: {type(model).__name__} holds no transformers SwinLayer or MaskFormerSwinLayer; "
+                   f"nothing was patched (SwinV2, ViT and other models are not covered)")
+        if strict:
+            raise ValueError(message)
+        logger.warning(message)
     logger.info("patch_hf_swin: patched %d layers, left %d alone", patched, skipped)
     return model

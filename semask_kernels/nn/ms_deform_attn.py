@@ -95,9 +95,14 @@ class MSDeformAttn(nn.Module):
         if (rb, rq, rl) != (b, lq, self.n_levels) or rc not in (2, 4):
             raise ValueError(f"reference_points must be (B, Lq, n_levels, 2) or (B, Lq, n_levels, 4) = "
                              f"({b}, {lq}, {self.n_levels}, 2 or 4), got {tuple(reference_points.shape)}")
-        if isinstance(input_spatial_shapes, Tensor) and tuple(input_spatial_shapes.shape) != (self.n_levels, 2):
-            raise ValueError(f"input_spatial_shapes must be (n_levels, 2) = ({self.n_levels}, 2), "
-                             f"got {tuple(input_spatial_shapes.shape)}")
+        if isinstance(input_spatial_shapes, Tensor):
+            got = tuple(input_spatial_shapes.shape)
+        else:  # a sequence of (H, W) pairs
+            got = (len(input_spatial_shapes), *{len(pair) if hasattr(pair, "__len__") else 0
+                                                 for pair in input_spatial_shapes})
+        if got != (self.n_levels, 2):
+            raise ValueError(f"input_spatial_shapes must be (n_levels, 2) = ({self.n_levels}, 2): one (H, W) per level "
+                             f"of this module, got {got} ({input_spatial_shapes!r:.80})")
         if input_padding_mask is not None:
             _checks.tensor("input_padding_mask", input_padding_mask, ndim=2, floating=False)
             _checks.shape("input_padding_mask", input_padding_mask, input_flatten.shape[:2])

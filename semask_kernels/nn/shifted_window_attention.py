@@ -36,9 +36,11 @@ def runs_torch_path(x, attn_dim: int, table: Tensor, num_heads: int, window_size
                     pad_order: str, mask_value: float, backend: str) -> bool:
     """Whether the op, fed the qkv of the normed map ``x`` (B, H, W, C), would run its plain-PyTorch path: then a
     module runs that path from x instead (``torch_path.from_input``: the qkv Linear on windowed rows, C channels
-    gathered instead of 3C). False under FX tracing (the op stays one leaf node), autocast (the qkv dtype is
-    autocast's) and on input the op rejects (it reports why)."""
-    if isinstance(x, torch.fx.Proxy) or not isinstance(x, Tensor) or x.dim() != 4 or x.numel() == 0 \
+    gathered instead of 3C). False under FX tracing (the op stays one leaf node), ``torch.jit.trace`` (it records
+    the registered op, as TorchScript runs it), autocast (the qkv dtype is autocast's) and on input the op rejects
+    (it reports why)."""
+    if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or not isinstance(x, Tensor) or x.dim() != 4 \
+            or x.numel() == 0 \
             or not x.is_floating_point() or (torch.amp.is_autocast_available(x.device.type)
                                              and torch.is_autocast_enabled(x.device.type)):
         return False
@@ -82,6 +84,10 @@ class ShiftedWindowAttention(nn.Module):
         super().__init__()
         init_attention(self, dim, num_heads, head_dim, window_size, qkv_bias, proj_drop, device, dtype)
         self.shift_size = _checks.pair("shift_size", shift_size, minimum=0)
+        for axis, (s, w) in enumerate(zip(self.shift_size, self.window_size)):
+            if s >= w:
+                raise ValueError(f"shift_size must be < window_size on each axis, got shift_size={self.shift_size} "
+                                 f"for window_size={self.window_size} (axis {axis})")
         self.pad_order = _checks.choice("pad_order", pad_order, ("roll_then_pad", "pad_then_roll"))
         self.mask_value = _checks.number("mask_value", mask_value)
         self.backend = _checks.backend("backend", backend)
@@ -113,9 +119,11 @@ class ShiftedWindowAttention(nn.Module):
 
     @torch.jit.unused
     def _padding_qkv(self, x: Tensor) -> Optional[Tensor]:
-        """qkv of a zero (padded) input: the Linear's bias, or, for a wrapped qkv (an adapter), its output on 0."""
-        if isinstance(self.qkv, nn.Linear):
-            return self.qkv.bias
+        """qkv of a zero (padded) input: the Linear's bias, or, for a wrapped, subclassed or hooked qkv (an adapter,
+        a hook that edits its output), the module's output on 0, as the stock code's padded tokens get."""
+        qkv = self.qkv
+        if type(qkv) is nn.Linear and not (qkv._forward_hooks or qkv._forward_pre_hooks):
+            return qkv.bias
         return self.qkv(x.new_zeros(1, x.shape[-1]))[0]
 
     @torch.jit.unused

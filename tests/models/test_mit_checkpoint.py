@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import semask_models as sm
+from semask_models.checkpoints.training import CheckpointError
 from semask_models.convert import load_checkpoint
 
 TINY = dict(embed_dims=(8, 16, 24, 32), num_heads=(1, 2, 3, 4), depths=(1, 2, 1, 1), head_channels=16,
@@ -48,7 +49,11 @@ def test_imagenet_mit_backbone_checkpoint(tmp_path):
     path = tmp_path / "mit_b0.pth"
     torch.save(sd, path)
     dst = _model("semask_mit_b0_fpn")  # the backbone weights fit every head and the SeMask variant
-    report = load_checkpoint(dst, path)
+    before = {k: v.clone() for k, v in dst.state_dict().items()}
+    with pytest.raises(CheckpointError, match="allow_partial"):  # partial: refused unless asked for
+        load_checkpoint(dst, path)
+    assert all(torch.equal(v, before[k]) for k, v in dst.state_dict().items())  # the model left as it was
+    report = load_checkpoint(dst, path, allow_partial=True)  # an ImageNet backbone: partial by design
     assert report.source_format == "official_mit"
     assert report.unexpected == ["head.weight", "head.bias"]
     assert all(not k.startswith("backbone.") or ".semantic_layer" in k for k in report.missing)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import semask_models as sm
 from semask_models.checkpoints import mit as mit_checkpoint
+from semask_models.checkpoints.training import CheckpointError
 from semask_models.convert import load_checkpoint
 from tests.utils import assert_close
 
@@ -117,12 +118,14 @@ def test_hf_imagenet_classifier_loads_into_the_backbone(tmp_path):
     hf = transformers.SegformerForImageClassification(cfg).eval()
     hf.save_pretrained(tmp_path)
     model = _ours("semask_mit_b0_segformer")
-    report = load_checkpoint(model, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match="allow_partial"):  # a backbone into a segmentor: partial
+        load_checkpoint(model, tmp_path / "model.safetensors")
+    report = load_checkpoint(model, tmp_path / "model.safetensors", allow_partial=True)
     assert report.source_format == "hf_segformer"
     assert sorted(report.unexpected) == ["classifier.bias", "classifier.weight"]
     assert report.missing and all(k.startswith("decode_head.") or ".semantic_layer" in k for k in report.missing)
     plain = _ours()
-    load_checkpoint(plain, tmp_path / "model.safetensors")
+    load_checkpoint(plain, tmp_path / "model.safetensors", allow_partial=True)
     img = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         hidden = hf.segformer(pixel_values=img, output_hidden_states=True).hidden_states

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from semask_kernels.nn import MSDeformAttn
 
-from ..maskformer.layers import Conv2dNorm, c2_xavier_fill
+from ..maskformer.layers import Conv2dNorm, GroupNorm, c2_xavier_fill
 from .position_encoding import PositionEmbeddingSine
 
 
@@ -135,7 +135,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         self.num_levels = 3  # the encoder's levels: the last three maps, always (Mask2Former's semantic configs)
         self.input_proj = nn.ModuleList()
         for c in in_channels[::-1][: self.num_levels]:  # lowest resolution first
-            proj = nn.Sequential(nn.Conv2d(c, conv_dim, kernel_size=1), nn.GroupNorm(norm_groups, conv_dim))
+            proj = nn.Sequential(nn.Conv2d(c, conv_dim, kernel_size=1), GroupNorm(norm_groups, conv_dim))
             nn.init.xavier_uniform_(proj[0].weight, gain=1)
             nn.init.zeros_(proj[0].bias)
             self.input_proj.append(proj)
@@ -149,9 +149,9 @@ class MSDeformAttnPixelDecoder(nn.Module):
         self.num_fpn_levels = int(math.log2(feature_strides[-self.num_levels]) - math.log2(common_stride))
         self.lateral_names, self.output_names = [], []
         for idx, c in enumerate(in_channels[: self.num_fpn_levels]):
-            lateral = Conv2dNorm(c, conv_dim, kernel_size=1, bias=False, norm=nn.GroupNorm(norm_groups, conv_dim))
+            lateral = Conv2dNorm(c, conv_dim, kernel_size=1, bias=False, norm=GroupNorm(norm_groups, conv_dim))
             output = Conv2dNorm(conv_dim, conv_dim, kernel_size=3, padding=1, bias=False,
-                                norm=nn.GroupNorm(norm_groups, conv_dim), activation=F.relu)
+                                norm=GroupNorm(norm_groups, conv_dim), activation=F.relu)
             c2_xavier_fill(lateral)
             c2_xavier_fill(output)
             self.add_module(f"adapter_{idx + 1}", lateral)

@@ -11,11 +11,28 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` that also takes one value per group (32 channels in 32 groups on the 1×1 map of a ≤ 32 px
+    image), which torch refuses ("Expected more than 1 value per channel when training", in eval mode too): such
+    a value normalizes to 0, so the result is the affine bias, exactly what the formula gives. Same parameters
+    and state-dict keys as ``nn.GroupNorm``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() >= 2 and x.shape[0] and x.numel() == x.shape[0] * self.num_groups:
+            out = x - x  # (x - mean) / sqrt(var + eps) with mean = x, var = 0; keeps NaN and the graph
+            if self.affine:
+                shape = (1, -1) + (1,) * (x.dim() - 2)
+                out = out * self.weight.view(shape) + self.bias.view(shape)
+            return out
+        return super().forward(x)
+
+
 def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
-    """detectron2's ``get_norm("GN", C)``: GroupNorm with 32 groups."""
+    """detectron2's ``get_norm("GN", C)``: GroupNorm with 32 groups (:class:`GroupNorm`: one value per group is
+    fine)."""
     if channels % groups:
         raise ValueError(f"GroupNorm: channels {channels} must be divisible by {groups} groups")
-    return nn.GroupNorm(groups, channels)
+    return GroupNorm(groups, channels)
 
 
 class Conv2dNorm(nn.Conv2d):

@@ -10,6 +10,7 @@ from ... import _checks, backends
 from .._autograd import empty_result
 from .._spec import register_flops
 from . import reference, torch_path, triton
+from .levels import level_shapes
 from .spec import SPEC
 
 OP = SPEC.name
@@ -143,6 +144,11 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Union[Tensor, Sequence[Sequenc
         (B, Lq, nH·d) in value's dtype: out[b, q, h·d:(h+1)·d] = Σ_l Σ_p w · bilinear(value_l[b, :, h], loc).
         Gradients flow to value, sampling_locations and attention_weights.
 
+    Non-finite inputs, the same on every backend: a sample whose location has a NaN or ±inf coordinate is
+    dropped, whatever its weight and the padding mode (it adds nothing, and its location and weight get zero
+    gradients), as the original CUDA op skips it. Every other sample adds w · tap with the bilinear tap formed
+    first: a weight of ±inf gives ±inf·tap (NaN where the tap is 0), a NaN weight gives NaN for its (b, q, h).
+
     Example:
         >>> import torch, semask_kernels as sk
         >>> shapes = [(8, 8), (4, 4)]
@@ -156,10 +162,13 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Union[Tensor, Sequence[Sequenc
     b, lq, heads, levels, points, _ = sampling_locations.shape
     out_shape = (b, lq, heads * value.shape[-1])
     if b * lq * heads * value.shape[-1] * levels * points == 0:  # nothing is sampled: zeros (or an empty result)
+        if levels and all(_checks.concrete(t) for t in args[1:3]):  # still a wrong level table is an error
+            level_shapes(args[1], args[2], value.shape[1])
         return empty_result(out_shape, value, sampling_locations, attention_weights)
     name = backends.choose_backend(OP, backend, *args)
     plain = backends.get_backend(OP, name).plain
-    # the plain path reads the level table on the host: under torch.compile the opaque custom op runs instead
-    if plain is not None and not torch.compiler.is_compiling():
+    # the plain path reads the level table on the host: where there are no values to read (torch.compile,
+    # torch.jit.trace, meta and fake tensors) the opaque custom op runs instead (its fake kernel needs only shapes)
+    if plain is not None and all(_checks.concrete(t) for t in args[:3]):
         return plain(*args)
     return _msda(*args, name)

@@ -11,6 +11,11 @@ with ``bilinear`` = ``F.grid_sample(mode="bilinear")`` on the grid 2·loc − 1 
 edges of the map when align_corners is False, the centres of the corner pixels when it is True) and
 ``padding_mode`` outside the map (zeros: Deformable DETR). Returns (B, Lq, nH·d) in value's dtype.
 
+Non-finite inputs (the rule every backend follows, see op.py): a sample whose location has a NaN or ±inf
+coordinate is dropped (it adds nothing and its location and weight get zero gradients, whatever its weight);
+every other sample adds w · bilinear(...), the tap formed first, so a weight of ±inf gives ±inf·tap (NaN where the
+tap is 0) and a NaN weight gives NaN.
+
 The semantics in full, edge cases included: docs/ops.md, section ``ms_deform_attn``.
 """
 from __future__ import annotations
@@ -31,6 +36,11 @@ def ms_deform_attn(value: Tensor, shapes: Sequence[tuple[int, int]], sampling_lo
     b, _, heads, d = value.shape
     _, lq, _, levels, points, _ = sampling_locations.shape
     per_level = value.split([h * w for h, w in shapes], dim=1)
+    # the NaN rule (op.py): a sample at a non-finite location is dropped whatever its weight, in every padding
+    # mode (no output, zero gradients): it samples a finite stand-in with weight 0
+    taken = torch.isfinite(sampling_locations).all(-1)
+    sampling_locations = torch.where(taken[..., None], sampling_locations, 0.0)
+    attention_weights = torch.where(taken, attention_weights, 0.0)
     grids = 2 * sampling_locations - 1
     sampled = []
     for level, (h, w) in enumerate(shapes):

@@ -4,10 +4,12 @@ Layouts (made contiguous here): value (B, S, nH, d), sampling_locations (B, Lq, 
 (B, Lq, nH, nL, nP), out and its gradient (B, Lq, nH·d). A *sample* is one (b, q, h, l, p); its bilinear tap
 reads four *corners* of level l, each a row of d channels of value. Coordinates and sums are fp32 whatever the
 input dtype; results are stored in the inputs' dtypes. ``padding_mode="zeros"`` only (the reference does the
-others): a corner outside the map contributes nothing, to the output or to any gradient.
+others): a corner outside the map contributes nothing, to the output or to any gradient. The NaN rule is op.py's:
+a sample at a non-finite location is dropped (no output, zero gradients); otherwise its tap is formed first and
+then multiplied by its weight.
 
 - ``_fwd_kernel``: one program per (block of BLOCK_Q queries, b·nH + h) loops over levels and points and gathers
-  the four corner rows of each sample, out = Σ w·Σ corner weight·row.
+  the four corner rows of each sample, out = Σ w·(Σ corner weight·row).
 - ``_bwd_query_kernel``, same grid: per sample, the tap again (d attention_weights = <g, tap>), the corner
   differences along x and y (d sampling_locations), and the *key* of each corner for the value gradient: the
   value row it reads, s·nH + h, or S·nH when it lies outside the map (sorted last, never read).
@@ -64,6 +66,13 @@ def _taps(LOC, sample, q_ok, SHAPES, l, ALIGN: tl.constexpr):
 
 
 @tu.jit
+def _finite(fx, fy):
+    """Whether a sample's location is finite: its fractional parts are NaN exactly when a coordinate is NaN or
+    ±inf (floor(±inf) = ±inf, and ±inf - ±inf is NaN)."""
+    return (fx == fx) & (fy == fy)
+
+
+@tu.jit
 def _corner(x0, y0, dx: tl.constexpr, dy: tl.constexpr, h, w, start, q_ok):
     """Whether corner (x0 + dx, y0 + dy) lies inside the (h, w) map, and its token index s (0 when outside).
     Compared as floats first: a NaN or huge coordinate is outside, never a wrapped integer."""
@@ -107,15 +116,18 @@ def _fwd_kernel(OUT, V, LOC, W, SHAPES, STARTS, S, LQ, HEADS,
             ok01, s01 = _corner(x0, y0, 1, 0, hh, ww, start, q_ok)
             ok10, s10 = _corner(x0, y0, 0, 1, hh, ww, start, q_ok)
             ok11, s11 = _corner(x0, y0, 1, 1, hh, ww, start, q_ok)
-            # the weight of an outside corner is dropped, not multiplied by a zero row (0·NaN would be NaN)
-            c00 = tl.where(ok00, wt * (1 - fx) * (1 - fy), 0.0)
-            c01 = tl.where(ok01, wt * fx * (1 - fy), 0.0)
-            c10 = tl.where(ok10, wt * (1 - fx) * fy, 0.0)
-            c11 = tl.where(ok11, wt * fx * fy, 0.0)
-            acc += c00[:, None] * _row(vb, s00, ok00, heads_d, cs, c_ok)
-            acc += c01[:, None] * _row(vb, s01, ok01, heads_d, cs, c_ok)
-            acc += c10[:, None] * _row(vb, s10, ok10, heads_d, cs, c_ok)
-            acc += c11[:, None] * _row(vb, s11, ok11, heads_d, cs, c_ok)
+            # the tap first, then its weight (the NaN rule of op.py: w = ±inf gives ±inf·tap, as the reference);
+            # an outside corner is dropped, not multiplied by a zero row (0·NaN would be NaN)
+            c00 = tl.where(ok00, (1 - fx) * (1 - fy), 0.0)
+            c01 = tl.where(ok01, fx * (1 - fy), 0.0)
+            c10 = tl.where(ok10, (1 - fx) * fy, 0.0)
+            c11 = tl.where(ok11, fx * fy, 0.0)
+            tap = c00[:, None] * _row(vb, s00, ok00, heads_d, cs, c_ok)
+            tap += c01[:, None] * _row(vb, s01, ok01, heads_d, cs, c_ok)
+            tap += c10[:, None] * _row(vb, s10, ok10, heads_d, cs, c_ok)
+            tap += c11[:, None] * _row(vb, s11, ok11, heads_d, cs, c_ok)
+            # a sample at a non-finite location is dropped whatever its weight
+            acc += tl.where(_finite(fx, fy)[:, None], wt[:, None] * tap, 0.0)
     ptr = OUT + (bqh * D)[:, None] + cs[None, :]
     tl.store(ptr, acc.to(OUT.dtype.element_ty), mask=q_ok[:, None] & c_ok[None, :])
 
@@ -156,9 +168,11 @@ def _bwd_query_kernel(DLOC, DW, KEYS, G, V, LOC, W, SHAPES, STARTS, S, LQ, HEADS
             tap = ((1 - fx) * (1 - fy)) * g00 + (fx * (1 - fy)) * g01 + ((1 - fx) * fy) * g10 + (fx * fy) * g11
             dx = (1 - fy) * (g01 - g00) + fy * (g11 - g10)
             dy = (1 - fx) * (g10 - g00) + fx * (g11 - g01)
-            tl.store(DW + sample, tap.to(DW.dtype.element_ty), mask=q_ok)
-            tl.store(DLOC + sample * 2, (wt * sx * dx).to(DLOC.dtype.element_ty), mask=q_ok)
-            tl.store(DLOC + sample * 2 + 1, (wt * sy * dy).to(DLOC.dtype.element_ty), mask=q_ok)
+            taken = _finite(fx, fy)  # a dropped sample (non-finite location) gets zero gradients
+            tl.store(DW + sample, tl.where(taken, tap, 0.0).to(DW.dtype.element_ty), mask=q_ok)
+            tl.store(DLOC + sample * 2, tl.where(taken, wt * sx * dx, 0.0).to(DLOC.dtype.element_ty), mask=q_ok)
+            tl.store(DLOC + sample * 2 + 1, tl.where(taken, wt * sy * dy, 0.0).to(DLOC.dtype.element_ty),
+                     mask=q_ok)
             kb = KEYS + tl.cast(b, tl.int64) * LQ * HEADS * (NL * NP * 4) + (local + l * NP + p) * 4
             tl.store(kb, tl.where(ok00, s00 * HEADS + h, outside), mask=q_ok)
             tl.store(kb + 1, tl.where(ok01, s01 * HEADS + h, outside), mask=q_ok)

@@ -196,7 +196,10 @@ def shifted_window_attention(qkv: Tensor, bias_table: Tensor, *, num_heads: int,
         return empty_result((*qkv.shape[:-1], qkv.shape[-1] // 3), qkv, bias_table, qkv_bias)
     forward, backward = backends.choose_backends(OP, backend, *args)  # auto: per direction (choice table)
     plain = backends.get_backend(OP, forward).plain  # the torch path's autograd then does the backward too
-    if plain is not None:
+    # torch.jit.trace records the registered op, as TorchScript does (the plain path's cached layouts and autograd
+    # Functions would be baked into the trace, or break it); fake tensors take its fake kernel (the cached layouts
+    # are real tensors)
+    if plain is not None and not torch.jit.is_tracing() and not _checks.fake(qkv):
         return plain(*args)
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:3])
     return _swa(*args, backends.pair(forward, backward), needs_grad)[0]
