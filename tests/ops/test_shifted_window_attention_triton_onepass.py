@@ -112,6 +112,14 @@ def test_the_op_saves_statistics_only_when_a_gradient_is_needed_over_one_tile():
 
 
 @interpreted
+def test_opcheck_with_saved_statistics():
+    """The custom op's second output, its fake kernel and the backward from the saved statistics."""
+    call = inputs(1, 13, 12, 1, 16, (12, 12), (6, 6), "pad_then_roll").to()
+    args = SPEC.arguments(call)
+    torch.library.opcheck(torch.ops.semask_kernels.shifted_window_attention, (*args, "triton.onepass", True))
+
+
+@interpreted
 def test_saved_statistics_of_the_wrong_shape_are_refused():
     args = _args(1, 13, 12, 2, 16, (12, 12), (6, 6))
     out, lse = triton_onepass.forward_saving_stats(*args)

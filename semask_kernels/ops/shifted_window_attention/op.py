@@ -22,7 +22,8 @@ backends.register_module(OP, "cuda", cuda, verified=False)
 # every gpu test passed on an H200 (benchmarks/results/gpu/2026-11-29-h200-c29f02c), but its sources changed since:
 # the kernels moved to semask_kernels/kernels/window_attention*.py and launch by keyword: to rerun on a GPU
 backends.register_module(OP, "triton", triton, verified=False)
-# all-heads forward and one-pass backward (kernels/window_attention_onepass.py): no GPU run has tested it yet
+# all-heads forward and one-pass backward (kernels/window_attention_onepass.py), the saved log-sum-exp of windows
+# over one tile (kernels/window_attention_lse.py): no GPU run has tested it yet
 backends.register_module(OP, "triton.onepass", triton_onepass, verified=False)
 
 
