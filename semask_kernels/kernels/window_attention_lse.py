@@ -71,8 +71,8 @@ def _lse_fwd_kernel(QKV, QKVB, O, LSE, TABLE,
                 s += _mask_tile(TABLE, 0, 0, 0, 1, w, rows, cols, ph, pw, phc, pwc, HP, WP, SH, SW, mask_value,
                                 N, WH, WW, True, SHIFT_H, SHIFT_W) * LOG2E
             s = tl.where(col_ok[None, :], s, float("-inf"))
-            # every real row sees its own token (same region, finite bias), so m_new is finite from block 0 on
-            # for rows < N; rows past N see finite zeros: no -inf - -inf
+            # every key block has a column < N and the bias and shift mask are finite, so m_new is finite from
+            # block 0 on for every row (rows past N see zeros): no -inf - -inf
             m_new = tl.maximum(m_i, tl.max(s, 1))
             alpha = tl.exp2(m_i - m_new)
             p = tl.exp2(s - m_new[:, None])
