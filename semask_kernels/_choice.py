@@ -13,7 +13,6 @@ preference order. ``backends.choose_backends`` applies the rows, using only veri
 """
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -38,7 +37,9 @@ def read(path: Path = CHOICE_FILE) -> dict[tuple[str, str, str], str]:
     return table
 
 
-@functools.lru_cache(maxsize=1)
+_TABLE: dict[tuple[str, str, str], str] = read()  # at import: torch.compile cannot trace a file read (a graph break)
+
+
 def table() -> dict[tuple[str, str, str], str]:
-    """The committed table, read once per process."""
-    return read()
+    """The committed table, read once per process (when this module is imported)."""
+    return _TABLE

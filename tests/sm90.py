@@ -183,6 +183,10 @@ def _run_module(call: Call, mod) -> None:
     out = mod.forward(*args)
     if not call.backward:
         return
+    if hasattr(mod, "forward_saving_stats"):  # a gradient is needed: the forward saves what its backward reads
+        out, stats = mod.forward_saving_stats(*args)
+        mod.backward_from_stats(torch.empty_like(out), out, stats, *args)
+        return
     if call.op == "prior_map_decode":
         mod.backward(torch.empty_like(out), [tuple(m.shape[-2:]) for m in args[0]], args[1])
     else:  # one gradient per output (add_layer_norm has two)
@@ -383,9 +387,10 @@ _BACKEND = None
 def _specialize(launch: Launch):
     """(ASTSource, options, config key) exactly as Triton's launcher builds them for this launch, for sm_90.
 
-    The key is what decides the build's shape: kernel, constexprs, pointer dtypes, num_warps, num_stages. The
-    launcher also specializes runtime integers (divisible by 16, equal to 1); launches that differ only there
-    share one build here (the first one captured), which keeps the number of builds near 200 instead of 500.
+    The key is what decides the build's shape: kernel, constexprs, pointer dtypes, num_warps, num_stages, and
+    which runtime integers equal 1 (``_ones``). The launcher also specializes runtime integers divisible by 16;
+    launches that differ only there share one build here (the first one captured), which keeps the number of
+    builds far below the number of launches.
     """
     global _BACKEND
     if _BACKEND is None:
@@ -399,8 +404,22 @@ def _specialize(launch: Launch):
     options, signature, constexprs, attrs = kernel._pack_args(_BACKEND, kwargs, bound, specialization, options)
     src = ASTSource(kernel, signature, constexprs, attrs)
     key = (kernel.fn.__module__, kernel.fn.__name__, tuple(sorted(_constexprs(launch, src).items())),
-           tuple(v for v in signature.values() if v.startswith("*")), options.num_warps, options.num_stages)
+           tuple(v for v in signature.values() if v.startswith("*")), options.num_warps, options.num_stages,
+           _ones(launch))
     return src, options, key
+
+
+def _ones(launch: Launch) -> tuple:
+    """The runtime integer parameters equal to 1 (Triton specializes them to the constant): a loop whose trip
+    count is then 1 compiles to another program (no loop-invariant hoisting, no pipeline) with other register
+    needs, so those builds are kept apart from the general ones."""
+    kernel = launch.kernel
+    found = []
+    for i, name in enumerate(kernel.arg_names):
+        value = launch.args[i] if i < len(launch.args) else launch.kwargs.get(name)
+        if not kernel.params[i].is_constexpr and type(value) is int and value == 1:
+            found.append(name)
+    return tuple(found)
 
 
 def _constexprs(launch: Launch, src) -> dict:

@@ -15,11 +15,16 @@ the ``triton.onepass`` variant, beside the verified kernels of ``window_attentio
   (window, head) pairs window-major, so the heads of one window follow each other and together read the
   window's whole qkv rows; the loop is software-pipelined (``num_stages`` >= 2: the next pair's tiles load while
   this one computes). Tile settings come from a small table keyed by (window tokens, head dim, heads)
-  (``window_attention_onepass.json``, chosen by ``python -m benchmarks sweep-swa``), else by rule.
+  (``window_attention_onepass.json``, chosen by ``python -m benchmarks sweep-swa``), else by rule. On a map
+  with padding tokens and a qkv bias it is two launches: every window as if it had none (the pipelined build;
+  padding tokens read zeros), then only the windows that hold padding tokens (``padded_windows``), one
+  (window, head) per program, reading qkv_bias for them and overwriting those windows' tokens. Reading the
+  bias through selected pointers inside the pipelined loop took 203-235 registers on sm_90; both builds now
+  stay within the 168 of three programs per SM.
 
-Windows larger than one tile (12x12 and up) run the verified kernels of ``window_attention.py`` (their
-backward recomputes the statistics in a separate pass). Launch arguments other than the tensors are built once
-per geometry and cached (``_launch_args``).
+Windows larger than one tile (12x12 and up) run ``window_attention_lse.py``: a forward that saves the row
+log-sum-exp and a backward that starts from it. Launch arguments other than the tensors are built once per
+geometry and cached (``_launch_args``).
 """
 from __future__ import annotations
 
@@ -61,14 +66,14 @@ def _load_rows(P, PB, off, pad, ok, h, cols, DIM: tl.constexpr, s3, HAS_PB: tl.c
 
 
 @tu.jit
-def _allheads_fwd_kernel(QKV, QKVB, O, TABLE,
+def _allheads_fwd_kernel(QKV, QKVB, O, TABLE, WIN,
                          s0, s1, s2, s3, so0, so1, so2, so3, st0, st1,
                          n_pairs, ppp, NH, C, NWIN, NWC, H, W, HP, WP, SH, SW, scale, mask_value,
                          N: tl.constexpr, WH: tl.constexpr, WW: tl.constexpr, D: tl.constexpr,
                          D_PAD: tl.constexpr, BLOCK: tl.constexpr, STAGES: tl.constexpr,
                          PAD_THEN_ROLL: tl.constexpr, SHIFT_H: tl.constexpr, SHIFT_W: tl.constexpr,
-                         HAS_QKV_BIAS: tl.constexpr, IN_DT: tl.constexpr, DOT_DT: tl.constexpr,
-                         PREC: tl.constexpr):
+                         HAS_QKV_BIAS: tl.constexpr, LISTED: tl.constexpr, IN_DT: tl.constexpr,
+                         DOT_DT: tl.constexpr, PREC: tl.constexpr):
     g = tl.program_id(0)
     t = tl.arange(0, BLOCK)
     ok = t < N
@@ -76,7 +81,10 @@ def _allheads_fwd_kernel(QKV, QKVB, O, TABLE,
     qk_scale = scale * LOG2E
     start = g * ppp
     for it in tl.range(start, tl.minimum(start + ppp, n_pairs), num_stages=STAGES):
-        w = it // NH  # window-major: the heads of one window are consecutive iterations
+        if LISTED:  # the windows that hold padding tokens, from the list WIN
+            w = tl.load(WIN + it // NH)
+        else:
+            w = it // NH  # window-major: the heads of one window are consecutive iterations
         h = it % NH
         b, y, x, pad, ph, pw = _geometry(w, t, NWIN, NWC, H, W, HP, WP, SH, SW, WH, WW, True, PAD_THEN_ROLL)
         off = _offsets(b, y, x, h, D, s0, s1, s2, s3, True)
@@ -84,7 +92,9 @@ def _allheads_fwd_kernel(QKV, QKVB, O, TABLE,
         k = _load_rows(QKV + C * s3, QKVB + C, off, pad, ok, h, cd, D, s3, HAS_QKV_BIAS)
         v = _load_rows(QKV + 2 * C * s3, QKVB + 2 * C, off, pad, ok, h, cd, D, s3, HAS_QKV_BIAS)
         s = _dot(q, tl.trans(k), DOT_DT, PREC) * qk_scale
-        s += _bias_tile(TABLE, st0, st1, h, t, t, N, WH, WW) * LOG2E
+        # the bias tile's (BLOCK, BLOCK) index math must not be hoisted out of the loop (a live int tile costs
+        # 46 registers on sm_90 once the loop runs more than once, 214 -> 168): rows offset by a runtime zero
+        s += _bias_tile(TABLE, st0, st1, h, t + (h >= NH).to(tl.int32), t, N, WH, WW) * LOG2E
         if SHIFT_H or SHIFT_W:
             s += _mask_tile(TABLE, 0, 0, 0, 1, w, t, t, ph, pw, ph, pw, HP, WP, SH, SW, mask_value, N, WH, WW,
                             True, SHIFT_H, SHIFT_W) * LOG2E
@@ -226,22 +236,30 @@ def _strides(prefix: str, t: Tensor) -> dict:
 _LAUNCH_ARGS: dict = {}
 
 
-def _launch_args(kind: str, p: wa.Problem, qkv: Tensor, other: Tensor, out: Optional[Tensor]) -> tuple:
+def _launch_args(kind: str, p: wa.Problem, qkv: Tensor, other: Tensor, out: Optional[Tensor],
+                 listed: int = 0) -> tuple:
     """(grid, the non-tensor keyword arguments) of a launch, built once per geometry (shapes, strides, dtype,
-    window, shift, pad order, scale) and kept: a call only adds its tensors."""
+    window, shift, pad order, scale) and kept: a call only adds its tensors. ``listed``: the number of padded
+    windows of a "forward-padded" launch."""
     s = p.shift
     key = (kind, qkv.shape, qkv.stride(), other.stride(), out.stride() if out is not None else None,
-           p.table.stride(), qkv.dtype, p.heads, p.window, s, p.scale, p.has_padding_tokens)
+           p.table.stride(), qkv.dtype, p.heads, p.window, s, p.scale, p.has_padding_tokens, listed)
     found = _LAUNCH_ARGS.get(key)
     if found is not None:
         return found
     args = dict(**_geometry_args(p), **_strides("s", qkv), st0=p.table.stride(0), st1=p.table.stride(1))
-    if kind == "forward":
+    if kind == "forward":  # every window, padding tokens read as zeros (the padded ones are redone below)
         n_pairs = p.n_windows * p.heads
         cfg = tiles(p.n, p.d, p.heads, n_pairs)
         args.update(**_strides("so", other), n_pairs=n_pairs, ppp=cfg.pairs_per_program, STAGES=cfg.num_stages,
-                    num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+                    num_warps=cfg.num_warps, num_stages=cfg.num_stages, HAS_QKV_BIAS=False, LISTED=False)
         grid = (-(-n_pairs // cfg.pairs_per_program),)
+    elif kind == "forward-padded":  # the listed windows with qkv_bias: one (window, head) per program, so the
+        # build has no loop (ppp == 1 is specialized) and no pipeline to feed: within the register budget
+        n_pairs = listed * p.heads
+        args.update(**_strides("so", other), n_pairs=n_pairs, ppp=1, STAGES=1, num_warps=4, num_stages=1,
+                    LISTED=True)
+        grid = (n_pairs,)
     else:
         wpp = max(1, min(16, p.n_windows * p.heads // wa.TARGET_PROGRAMS))
         args.update(**_strides("so", other), **_strides("dq", out), n_windows=p.n_windows, wpp=wpp,
@@ -256,26 +274,59 @@ def _bias_pointers(p: wa.Problem, qkv: Tensor) -> Tensor:
 
 
 def forward(p: wa.Problem, qkv: Tensor, out: Tensor) -> Tensor:
-    """Write the attention output (B, H, W, C) into ``out``; windows over one tile run the verified forward."""
+    """Write the attention output (B, H, W, C) into ``out``; windows of up to one tile (larger ones:
+    ``window_attention_lse.py``)."""
+    if not fits_one_tile(p.n):
+        raise ValueError(f"the all-heads forward takes windows of up to {ONE_TILE} tokens, got N={p.n}")
     if p.n_windows == 0 or out.numel() == 0:
         return out
-    if not fits_one_tile(p.n):
-        return wa.attention_forward(p, out)
     grid, args = _launch_args("forward", p, qkv, out, None)
     with tu.device_guard(out):
-        _allheads_fwd_kernel[grid](QKV=qkv, QKVB=_bias_pointers(p, qkv), O=out, TABLE=p.table, **args)
+        # every window as if it had no padding token (the pipelined build within the register budget) ...
+        _allheads_fwd_kernel[grid](QKV=qkv, QKVB=_bias_pointers(p, qkv), O=out, TABLE=p.table, WIN=out, **args)
+        if p.has_padding_tokens:  # ... then the windows that hold some again, with qkv_bias, over their tokens
+            windows = padded_windows(p, qkv.device)
+            grid, args = _launch_args("forward-padded", p, qkv, out, None, len(windows))
+            _allheads_fwd_kernel[grid](QKV=qkv, QKVB=_bias_pointers(p, qkv), O=out, TABLE=p.table, WIN=windows,
+                                       **args)
     return out
+
+
+def _padded_lines(size: int, padded: int, win: int, shift: int, pad_then_roll: bool) -> list[int]:
+    """The window indices along one axis whose grid cells include padding (see ``_geometry``)."""
+    cells = range(padded)
+    pad = ([(c + shift) % padded >= size for c in cells] if pad_then_roll else [c >= size for c in cells])
+    return sorted({c // win for c in cells if pad[c]})
+
+
+_PADDED: dict = {}
+
+
+def padded_windows(p: wa.Problem, device: torch.device) -> Tensor:
+    """int32 (w = image·windows per image + window) of every window that holds a padding token, cached per
+    geometry: the second launch of the forward recomputes those windows with qkv_bias."""
+    s = p.shift
+    key = (p.n_windows, s, p.window, device)
+    found = _PADDED.get(key)
+    if found is None:
+        rows = _padded_lines(s.h, s.hp, p.window[0], s.sh, s.pad_then_roll)
+        cols = _padded_lines(s.w, s.wp, p.window[1], s.sw, s.pad_then_roll)
+        grid_rows, nwc = s.hp // p.window[0], s.nwc
+        per_image = [r * nwc + c for r in range(grid_rows) for c in range(nwc) if r in rows or c in cols]
+        images = p.n_windows // s.nwin
+        found = _PADDED[key] = torch.tensor([b * s.nwin + w for b in range(images) for w in per_image],
+                                            dtype=torch.int32, device=device)
+    return found
 
 
 def backward(p: wa.Problem, qkv: Tensor, grad: Tensor, dqkv: Tensor) -> tuple[Tensor, Optional[Tensor]]:
     """Write dqkv; return (d bias_table, d qkv_bias or None). Bitwise repeatable: every element of dqkv is written
     by one program, the two cross-window sums go through per-program partials reduced in a fixed order."""
-    c = p.heads * p.d
+    if not fits_one_tile(p.n):
+        raise ValueError(f"the one-pass backward takes windows of up to {ONE_TILE} tokens, got N={p.n}")
     if p.n_windows == 0 or grad.numel() == 0:
         dqkv.zero_()
         return torch.zeros_like(p.table), (torch.zeros_like(p.qkv_bias) if p.qkv_bias is not None else None)
-    if not fits_one_tile(p.n):
-        return wa.attention_backward(p, grad, dqkv[..., :c], dqkv[..., c:2 * c], dqkv[..., 2 * c:])
     grid, args = _launch_args("backward", p, qkv, grad, dqkv)
     block, d_pad, device = args["BLOCK"], args["D_PAD"], qkv.device
     groups = grid[0]
@@ -299,13 +350,16 @@ BLOCK_T = 16
 
 
 def table_bins(pt: Tensor, window: tuple[int, int], block: int) -> Tensor:
-    """(T, nH) fp32: the partial score gradients ``pt`` (programs, nH, block, block) folded into the table's
-    T = (2Wh-1)(2Ww-1) bins, in a fixed order (one launch, no atomics)."""
+    """(T, nH) fp32: the partial score gradients ``pt`` (programs, nH, rows, block), contiguous, pair (i, j) at
+    i·block + j of a plane, folded into the table's T = (2Wh-1)(2Ww-1) bins, in a fixed order (one launch, no
+    atomics)."""
     groups, heads = pt.shape[:2]
+    assert pt.shape[3] == block and pt.is_contiguous()
     index = bin_index(tuple(window), block, pt.device)
     t, maxc = index.shape
     out = torch.empty(t, heads, dtype=torch.float32, device=pt.device)
-    _table_bins_kernel[(heads, -(-t // BLOCK_T))](pt, index, out, groups, heads, t, PLANE=block * block, MAXC=maxc,
+    _table_bins_kernel[(heads, -(-t // BLOCK_T))](pt, index, out, groups, heads, t, PLANE=pt.shape[2] * block,
+                                                  MAXC=maxc,
                                                   BLOCK_T=BLOCK_T, BLOCK_C=tu.next_pow2(maxc, 16), num_warps=4)
     return out
 

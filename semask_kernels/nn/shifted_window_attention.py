@@ -18,8 +18,11 @@ def _attend(qkv: Tensor, table: Tensor, qkv_bias: Optional[Tensor], num_heads: i
     """The op as the module calls it: eagerly the public function (checks, backend choice, the fast torch path);
     under TorchScript, which compiles only the first branch, the registered op (it resolves "auto" itself)."""
     if torch.jit.is_scripting():
+        # (output, statistics): the statistics are saved for the backward when a gradient is needed
+        needs_grad = torch.is_grad_enabled() and (qkv.requires_grad or table.requires_grad)
         return torch.ops.semask_kernels.shifted_window_attention(qkv, table, qkv_bias, num_heads, window_size,
-                                                                 shift_size, scale, pad_order, mask_value, backend)
+                                                                 shift_size, scale, pad_order, mask_value, backend,
+                                                                 needs_grad)[0]
     return shifted_window_attention(qkv, table, num_heads=num_heads, window_size=window_size,
                                     shift_size=shift_size, scale=scale, qkv_bias=qkv_bias, pad_order=pad_order,
                                     mask_value=mask_value, backend=backend)

@@ -1,6 +1,6 @@
 """shifted_window_attention, the ``triton.onepass`` variant: what is specific to it (one launch per backward and
 no statistics pass for one-tile windows, the fixed-order bias-table bins, launch arguments cached per geometry,
-the fallback of larger windows to the verified kernels).
+the saved log-sum-exp of larger windows: the op's second output, the backward that starts from it).
 
 Its forward and gradients against the reference on every case of the spec (fp32/fp16/bf16, shifted, padded, both
 pad orders, 7x7, 12x12, 14x14, odd head dims), layouts, determinism and opcheck are in the conformance suite
@@ -9,11 +9,13 @@ pad orders, 7x7, 12x12, 14x14, odd head dims), layouts, determinism and opcheck 
 import pytest
 import torch
 
+import semask_kernels as sk
 from semask_kernels import _env, _triton_utils
 from semask_kernels.kernels import window_attention as wa
+from semask_kernels.kernels import window_attention_lse as lse_kernels
 from semask_kernels.kernels import window_attention_onepass as onepass
 from semask_kernels.ops._windows import relative_position_index
-from semask_kernels.ops.shifted_window_attention import triton_onepass
+from semask_kernels.ops.shifted_window_attention import triton, triton_onepass
 from semask_kernels.ops.shifted_window_attention.spec import SPEC, inputs
 from tests.ops.conformance import check
 
@@ -32,7 +34,7 @@ class _Launches:
 
     def __init__(self, monkeypatch):
         self.names = []
-        for mod in (wa, onepass):
+        for mod in (wa, onepass, lse_kernels):
             for name in [n for n in vars(mod) if n.endswith("_kernel")]:
                 kernel = getattr(mod, name)
                 monkeypatch.setattr(mod, name, self._wrap(name, kernel))
@@ -60,21 +62,88 @@ def test_one_tile_backward_is_one_pass_and_one_reduction(monkeypatch):
     assert launches.names == ["_onepass_bwd_kernel", "_table_bins_kernel"]
     launches.names.clear()
     triton_onepass.forward(*args)
-    assert launches.names == ["_allheads_fwd_kernel"]
-    from semask_kernels.ops.shifted_window_attention import triton
+    assert launches.names == ["_allheads_fwd_kernel"] * 2  # every window, then the padded ones with qkv_bias
     want = triton.backward(grad, *args)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
 
 
 @interpreted
-def test_windows_over_one_tile_run_the_verified_kernels(monkeypatch):
-    args = _args(1, 13, 12, 1, 16, (12, 12), (6, 6))
+@pytest.mark.parametrize("pad_order", ["roll_then_pad", "pad_then_roll"])
+def test_windows_over_one_tile_save_the_lse_and_the_backward_starts_from_it(monkeypatch, pad_order):
+    """12x12: the forward saves the log-sum-exp (the verified statistics pass's numbers), the backward from it
+    runs no forward kernel (dQ with delta, then dK/dV, then the bins), and gives the bits of the backward that
+    recomputes the statistics first."""
+    args = _args(1, 13, 12, 2, 16, (12, 12), (6, 6), pad_order)
+    grad = torch.randn(1, 13, 12, 32)
     launches = _Launches(monkeypatch)
-    triton_onepass.forward(*args)
-    triton_onepass.backward(torch.randn(1, 13, 12, 16), *args)
-    assert "_onepass_bwd_kernel" not in launches.names and "_allheads_fwd_kernel" not in launches.names
-    assert launches.names[0] == "_fwd_kernel" and "_bwd_kv_kernel" in launches.names
+    out, lse = triton_onepass.forward_saving_stats(*args)
+    assert launches.names == ["_lse_fwd_kernel"]
+    assert lse.dtype == torch.float32 and lse.shape == (2, 2, 144)
+    p = triton._problem(*args)
+    want_lse, delta = torch.empty_like(lse), torch.empty_like(lse)
+    wa.attention_forward(p, grad, stats=(grad, want_lse, delta))
+    torch.testing.assert_close(lse, want_lse, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out, triton.forward(*args), atol=1e-5, rtol=1e-5)
+    launches.names.clear()
+    got = triton_onepass.backward_from_stats(grad, out, lse, *args)
+    assert launches.names == ["_lse_bwd_q_kernel", "_bwd_kv_kernel", "_table_bins_kernel"]
+    for g, w in zip(got, triton.backward(grad, *args)):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
+    launches.names.clear()
+    recomputed = triton_onepass.backward(grad, *args)
+    assert launches.names[0] == "_lse_fwd_kernel" and "_lse_bwd_q_kernel" in launches.names
+    for g, w in zip(got, recomputed):
+        assert torch.equal(g, w)
+    for g, w in zip(got, triton_onepass.backward_from_stats(grad, out, lse, *args)):
+        assert torch.equal(g, w)  # bitwise repeatable
+
+
+@interpreted
+def test_the_op_saves_statistics_only_when_a_gradient_is_needed_over_one_tile():
+    op = torch.ops.semask_kernels.shifted_window_attention
+    large = _args(1, 13, 12, 2, 16, (12, 12), (6, 6))
+    out, stats = op(*large, "triton.onepass", True)
+    assert stats.shape == (2, 2, 144) and torch.isfinite(stats).all()
+    assert op(*large, "triton.onepass", False)[1].numel() == 0
+    assert op(*large, "triton", True)[1].numel() == 0  # only backends that use it save it
+    assert op(*large, "triton.onepass/triton", True)[1].numel() == 0  # the backward would not use it
+    assert op(*_args(1, 10, 9, 2, 16, (7, 7), (3, 3)), "triton.onepass", True)[1].numel() == 0  # one tile
+
+
+@interpreted
+def test_opcheck_with_saved_statistics():
+    """The custom op's second output, its fake kernel and the backward from the saved statistics."""
+    call = inputs(1, 13, 12, 1, 16, (12, 12), (6, 6), "pad_then_roll").to()
+    args = SPEC.arguments(call)
+    torch.library.opcheck(torch.ops.semask_kernels.shifted_window_attention, (*args, "triton.onepass", True))
+
+
+@interpreted
+def test_saved_statistics_of_the_wrong_shape_are_refused():
+    args = _args(1, 13, 12, 2, 16, (12, 12), (6, 6))
+    out, lse = triton_onepass.forward_saving_stats(*args)
+    with pytest.raises(ValueError, match="lse must be float32 of shape"):
+        triton_onepass.backward_from_stats(torch.randn_like(out), out, lse[:1], *args)
+
+
+@interpreted
+def test_compiled_training_step_over_one_tile_matches_eager():
+    """torch.compile(fullgraph): the op's two outputs and the saved statistics trace through the fake kernels."""
+    call = inputs(1, 13, 12, 2, 16, (12, 12), (6, 6), "pad_then_roll")
+
+    def step(qkv, table, qkv_bias):
+        out = sk.shifted_window_attention(qkv, table, num_heads=2, window_size=12, shift_size=6, qkv_bias=qkv_bias,
+                                          pad_order="pad_then_roll", backend="triton.onepass")
+        return (out * out).sum()
+
+    results = []
+    for fn in (step, torch.compile(step, fullgraph=True, backend="aot_eager")):
+        leaves = [call.kwargs[k].detach().clone().requires_grad_() for k in ("qkv", "bias_table", "qkv_bias")]
+        loss = fn(*leaves)
+        results.append([loss, *torch.autograd.grad(loss, leaves)])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 @interpreted
@@ -86,9 +155,39 @@ def test_launch_arguments_are_built_once_per_geometry(monkeypatch):
     args = _args(1, 10, 9, 2, 16, (7, 7), (3, 3))
     for _ in range(3):
         triton_onepass.forward(*args)
-    assert len(built) == 1
+    assert len(built) == 2  # the launch over every window and the one over the padded windows
     triton_onepass.forward(*_args(1, 10, 9, 2, 16, (7, 7), (3, 3), "pad_then_roll"))  # another geometry
-    assert len(built) == 2
+    assert len(built) == 4
+
+
+@pytest.mark.parametrize("pad_order", ["roll_then_pad", "pad_then_roll"])
+@pytest.mark.parametrize("h,w,window,shift", [(10, 9, (7, 7), (3, 3)), (30, 27, (7, 7), (3, 3)),
+                                              (16, 13, (4, 6), (2, 3)), (14, 14, (7, 7), (3, 3)),
+                                              (9, 20, (3, 8), (1, 0))])
+def test_padded_windows_are_exactly_those_with_a_padding_token(h, w, window, shift, pad_order):
+    """The forward's second launch covers every window with a padding token and no other (brute force over
+    the padded grid, the reference's geometry)."""
+    p = triton._problem(*_args(2, h, w, 1, 16, window, shift, pad_order))
+    s = p.shift
+    want = set()
+    for b in range(2):
+        for ph in range(s.hp):
+            for pw in range(s.wp):
+                if pad_order == "pad_then_roll":
+                    pad = (ph + s.sh) % s.hp >= h or (pw + s.sw) % s.wp >= w
+                else:
+                    pad = ph >= h or pw >= w
+                if pad:
+                    want.add(b * s.nwin + (ph // window[0]) * s.nwc + pw // window[1])
+    got = onepass.padded_windows(p, torch.device("cpu"))
+    assert got.dtype == torch.int32 and got.tolist() == sorted(want)
+
+
+@interpreted
+def test_a_map_without_padding_tokens_is_one_launch(monkeypatch):
+    launches = _Launches(monkeypatch)
+    triton_onepass.forward(*_args(1, 14, 14, 2, 16, (7, 7), (3, 3)))
+    assert launches.names == ["_allheads_fwd_kernel"]
 
 
 @pytest.mark.parametrize("window", [(7, 7), (4, 6), (2, 2)])

@@ -22,34 +22,71 @@ backends.register_module(OP, "cuda", cuda, verified=False)
 # every gpu test passed on an H200 (benchmarks/results/gpu/2026-11-29-h200-c29f02c), but its sources changed since:
 # the kernels moved to semask_kernels/kernels/window_attention*.py and launch by keyword: to rerun on a GPU
 backends.register_module(OP, "triton", triton, verified=False)
-# all-heads forward and one-pass backward (kernels/window_attention_onepass.py): no GPU run has tested it yet
+# all-heads forward and one-pass backward (kernels/window_attention_onepass.py), the saved log-sum-exp of windows
+# over one tile (kernels/window_attention_lse.py): no GPU run has tested it yet
 backends.register_module(OP, "triton.onepass", triton_onepass, verified=False)
+
+
+# Backends whose forward can save the row log-sum-exp and whose backward starts from it and the saved output
+# (ARCHITECTURE.md, "Saved softmax statistics"): ``forward_saving_stats(*args) -> (out, lse)``,
+# ``backward_from_stats(grad, out, lse, *args)``, ``saves_lse(*args)``. The statistics, when saved, are fp32
+# (windows, heads, N) in log2 units, windows in the op's order (image, window row, window column); every other
+# backend returns an empty statistics tensor (its backward recomputes what it needs).
+STATS_BACKENDS = {"triton.onepass": triton_onepass}
+
+
+def _saves_lse(backend: str, args: tuple) -> bool:
+    """Whether a forward on ``backend`` (a name or a forward/backward pair) saves the log-sum-exp for ``args``:
+    both directions run a backend that uses it, and it needs it at this window size."""
+    forward = backends.resolve(OP, backend, *args)
+    if forward not in STATS_BACKENDS or backends.resolve(OP, backend, *args, direction="backward") != forward:
+        return False
+    return STATS_BACKENDS[forward].saves_lse(*args)
+
+
+def _lse_shape(qkv: Tensor, num_heads: int, window_size: Sequence[int]) -> tuple:
+    b, h, w, _ = qkv.shape
+    wh, ww = window_size
+    return (b * (-(-h // wh)) * (-(-w // ww)), num_heads, wh * ww)
 
 
 @torch.library.custom_op("semask_kernels::shifted_window_attention", mutates_args=())
 def _swa(qkv: Tensor, bias_table: Tensor, qkv_bias: Optional[Tensor], num_heads: int, window_size: Sequence[int],
-         shift_size: Sequence[int], scale: float, pad_order: str, mask_value: float, backend: str) -> Tensor:
+         shift_size: Sequence[int], scale: float, pad_order: str, mask_value: float, backend: str,
+         save_stats: bool = False) -> tuple[Tensor, Tensor]:
+    """(output, statistics): the statistics are the saved log-sum-exp (see STATS_BACKENDS) when ``save_stats``
+    (a gradient is needed) and the backend saves them at this size, else an empty fp32 tensor."""
     args = (qkv, bias_table, qkv_bias, num_heads, list(window_size), list(shift_size), scale, pad_order, mask_value)
-    return backends.get_backend(OP, backends.resolve(OP, backend, *args)).forward(*args)
+    name = backends.resolve(OP, backend, *args)
+    if save_stats and _saves_lse(backend, args):
+        return STATS_BACKENDS[name].forward_saving_stats(*args)
+    return backends.get_backend(OP, name).forward(*args), qkv.new_empty(0, dtype=torch.float32)
 
 
 @_swa.register_fake
-def _(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value, backend):
-    return qkv.new_empty((*qkv.shape[:-1], qkv.shape[-1] // 3))
+def _(qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value, backend,
+      save_stats=False):
+    args = (qkv, bias_table, qkv_bias, num_heads, list(window_size), list(shift_size), scale, pad_order, mask_value)
+    stats = _lse_shape(qkv, num_heads, window_size) if save_stats and _saves_lse(backend, args) else (0,)
+    return qkv.new_empty((*qkv.shape[:-1], qkv.shape[-1] // 3)), qkv.new_empty(stats, dtype=torch.float32)
 
 
 @torch.library.custom_op("semask_kernels::shifted_window_attention_bwd", mutates_args=())
 def _swa_bwd(grad: Tensor, qkv: Tensor, bias_table: Tensor, qkv_bias: Optional[Tensor], num_heads: int,
              window_size: Sequence[int], shift_size: Sequence[int], scale: float, pad_order: str,
-             mask_value: float, backend: str) -> tuple[Tensor, Tensor, Tensor]:
-    dqkv, dtable, dbias = backends.get_backend(OP, backend).backward(
-        grad.contiguous(), qkv, bias_table, qkv_bias, num_heads, list(window_size), list(shift_size), scale,
-        pad_order, mask_value)
+             mask_value: float, backend: str, output: Optional[Tensor] = None,
+             stats: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+    args = (qkv, bias_table, qkv_bias, num_heads, list(window_size), list(shift_size), scale, pad_order, mask_value)
+    if output is not None and stats is not None and stats.numel() and backend in STATS_BACKENDS:
+        dqkv, dtable, dbias = STATS_BACKENDS[backend].backward_from_stats(grad.contiguous(), output, stats, *args)
+    else:
+        dqkv, dtable, dbias = backends.get_backend(OP, backend).backward(grad.contiguous(), *args)
     return dqkv, dtable, (dbias if dbias is not None else qkv.new_empty(0))
 
 
 @_swa_bwd.register_fake
-def _(grad, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value, backend):
+def _(grad, qkv, bias_table, qkv_bias, num_heads, window_size, shift_size, scale, pad_order, mask_value, backend,
+      output=None, stats=None):
     dbias = torch.empty_like(qkv_bias) if qkv_bias is not None else qkv.new_empty(0)
     return torch.empty_like(qkv), torch.empty_like(bias_table), dbias
 
@@ -65,17 +102,20 @@ class Geometry(NamedTuple):
 
 
 def _setup_context(ctx, inputs, output):
-    qkv, bias_table, qkv_bias, *geometry, backend = inputs
-    ctx.save_for_backward(qkv, bias_table, qkv_bias)
+    qkv, bias_table, qkv_bias, *geometry, backend, _save_stats = inputs
+    out, stats = output
+    ctx.mark_non_differentiable(stats)
+    saved = stats.numel() > 0  # the output and its statistics are kept only where the backward uses them
+    ctx.save_for_backward(qkv, bias_table, qkv_bias, out if saved else None, stats if saved else None)
     ctx.geometry = Geometry(*geometry)
     ctx.backend = backends.resolve(OP, backend, qkv, bias_table, qkv_bias, *ctx.geometry,  # "auto": TorchScript
                                    direction="backward")
 
 
-def _backward(ctx, grad):
-    qkv, bias_table, qkv_bias = ctx.saved_tensors
-    dqkv, dtable, dbias = _swa_bwd(grad, qkv, bias_table, qkv_bias, *ctx.geometry, ctx.backend)
-    no_grad = (None,) * (len(Geometry._fields) + 1)  # the geometry and the backend name
+def _backward(ctx, grad, _grad_stats):
+    qkv, bias_table, qkv_bias, out, stats = ctx.saved_tensors
+    dqkv, dtable, dbias = _swa_bwd(grad, qkv, bias_table, qkv_bias, *ctx.geometry, ctx.backend, out, stats)
+    no_grad = (None,) * (len(Geometry._fields) + 2)  # the geometry, the backend name and save_stats
     return (dqkv, dtable, dbias if qkv_bias is not None else None) + no_grad
 
 
@@ -162,4 +202,5 @@ def shifted_window_attention(qkv: Tensor, bias_table: Tensor, *, num_heads: int,
     # are real tensors)
     if plain is not None and not torch.jit.is_tracing() and not _checks.fake(qkv):
         return plain(*args)
-    return _swa(*args, backends.pair(forward, backward))
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:3])
+    return _swa(*args, backends.pair(forward, backward), needs_grad)[0]

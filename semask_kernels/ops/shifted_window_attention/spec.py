@@ -86,12 +86,21 @@ def _head_dim_cases():
         yield Case(f"d{d}", lambda d=d, n=heads: inputs(1, 9, 8, n, d, (7, 7), (3, 3), "pad_then_roll"))
 
 
+def _large_window_cases():
+    """Windows over one 64-token tile, shifted and padded, both pad orders, every dtype: several key blocks, the
+    dQ kernel, tile tails, the saved log-sum-exp of triton.onepass."""
+    for window, (h, w) in (((12, 12), (13, 12)), ((14, 14), (14, 15))):
+        for pad_order in PAD_ORDERS:
+            yield Case(f"{window[0]}x{window[1]}-window-{pad_order}",
+                       lambda win=window, h=h, w=w, p=pad_order: inputs(1, h, w, 1, 16, win,
+                                                                        (win[0] // 2, win[1] // 2), p),
+                       dtypes=FP32 + LOW, note=f"N = {window[0] * window[1]}")
+
+
 CASES = (
     *_shape_cases(),
     *_head_dim_cases(),
-    Case("12x12-window", lambda: inputs(1, 13, 12, 1, 16, (12, 12), (6, 6), "roll_then_pad"),
-         note="N = 144: several key blocks, the dQ kernel, tile tails"),
-    Case("14x14-window", lambda: inputs(1, 14, 15, 1, 16, (14, 14), (7, 7), "pad_then_roll"), note="N = 196"),
+    *_large_window_cases(),
     Case("d32-low-precision", lambda: inputs(1, 10, 9, 2, 32, (7, 7), (3, 3), "pad_then_roll"),
          dtypes=FP32 + LOW),
     Case("no-qkv-bias", lambda: inputs(1, 10, 9, 2, 16, (7, 7), (3, 3), bias=False)),
