@@ -220,3 +220,22 @@ def test_semask_swin_block_matches_official_order(backend, hw, shift):
     _randomize(block)
     official = _OfficialBlock(copy.deepcopy(block), WINDOW, shift)
     _compare(official, block, torch.randn(2, *hw, 16), train=True)
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_roll_then_pad_leaves_a_wrapped_column_unmasked_on_a_padded_map(backend):
+    """docs/ops.md's example, on timm and on the patched block alike, window 4, shift 2: on a 9-column map (pad 3)
+    the grid window of map columns 6, 7, 8 and 0 is one region, so column 8 attends to column 0; on an 11-column
+    map (pad 1) grid columns 8 and 9 (map columns 10 and 0) share a window and a region; without padding (8
+    columns) the last region is exactly the wrapped strip and column 7 never sees column 0."""
+    def reach(block, w):
+        x = torch.randn(1, 4, w, 16, requires_grad=True)
+        (g,) = torch.autograd.grad(block._attn(x)[0, 0, w - 1].sum(), x)
+        return g[0, 0, 0].abs().max().item()  # column w-1's dependence on column 0, same row
+
+    for w, linked in ((9, True), (11, True), (8, False)):
+        stock, patched = _timm_pair((4, w), (0, 2), backend)
+        stock.eval()
+        patched.eval()
+        for block in (stock, patched):
+            assert (reach(block, w) > 1e-6) == linked, (w, type(block).__name__)
