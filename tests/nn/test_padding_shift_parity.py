@@ -126,15 +126,20 @@ def test_timm_model_7x9_map_matches_stock(backend, strict):
 
 # ------------------------------------------------------------------------------------ transformers (pad, then roll)
 
-def _hf_pair(hw, shift, backend):
+def _hf_pair(hw, shift, backend, kind="SwinLayer"):
     transformers = pytest.importorskip("transformers")
+    from transformers.models.maskformer.modeling_maskformer_swin import MaskFormerSwinLayer
     from transformers.models.swin.modeling_swin import SwinLayer
 
-    config = transformers.SwinConfig(embed_dim=16, window_size=WINDOW, num_heads=[2], depths=[1])
-    stock = SwinLayer(config, dim=16, input_resolution=hw, num_heads=2, shift_size=shift)
+    if kind == "SwinLayer":
+        config = transformers.SwinConfig(embed_dim=16, window_size=WINDOW, num_heads=[2], depths=[1])
+        stock = SwinLayer(config, dim=16, input_resolution=hw, num_heads=2, shift_size=shift)
+    else:
+        config = transformers.MaskFormerSwinConfig(embed_dim=16, window_size=WINDOW, num_heads=[2], depths=[1])
+        stock = MaskFormerSwinLayer(config, dim=16, input_resolution=hw, num_heads=2, shift_size=shift)
     _randomize(stock)
     patched = sk.patch_hf_swin(copy.deepcopy(stock), backend=backend, strict=True)
-    assert type(patched).__name__ == "FusedSwinLayer"
+    assert type(patched).__name__ == f"Fused{kind}"
     return stock, patched
 
 
@@ -148,6 +153,14 @@ HF_MAPS = [(8, 5), (7, 6), (6, 7), (5, 8), (7, 9), (5, 5)]  # transformers clamp
 def test_hf_layer_matches_stock(hw, shift, backend, train):
     stock, patched = _hf_pair(hw, shift, backend)
     _compare(stock, patched, torch.randn(2, hw[0] * hw[1], 16), train, run=lambda m, x: m(x, hw)[0])
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+@pytest.mark.parametrize("shift", [0, 2, 3])
+@pytest.mark.parametrize("hw", [(7, 9), (8, 5), (5, 6)], ids=str)
+def test_hf_maskformer_layer_matches_stock(hw, shift, backend):
+    stock, patched = _hf_pair(hw, shift, backend, kind="MaskFormerSwinLayer")
+    _compare(stock, patched, torch.randn(2, hw[0] * hw[1], 16), True, run=lambda m, x: m(x, hw)[0])
 
 
 @pytest.mark.parametrize("shift", [0, 2, 3])
