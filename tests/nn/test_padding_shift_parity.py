@@ -1,8 +1,9 @@
 """Padded maps with shifted windows: the patched timm block, the patched transformers SwinLayer and
-MaskFormerSwinLayer and the SeMask backbone's block against the stock code, over every pad width 0..window-1 on each axis crossed with every shift
-0..window-1 (W-MSA and SW-MSA blocks), including pads at least as wide as the shift (a 7x9 map with window 4 and
-shift 2 pads one row and three columns). Eval and train mode (drop path 0), outputs, the input gradient and every
-parameter gradient, for the reference, torch and Triton backends (Triton on a subset: the interpreter is slow).
+MaskFormerSwinLayer and the SeMask backbone's block against the stock code, over every pad width 0..window-1 on
+each axis crossed with every shift 0..window-1 (W-MSA and SW-MSA blocks), including pads at least as wide as the
+shift (a 7x9 map with window 4 and shift 2 pads one row and three columns). Eval and train mode (drop path 0),
+outputs, the input gradient and every parameter gradient, for the reference, torch and Triton backends (Triton on
+a subset: the interpreter is slow).
 
 All weights are random, biases and position-bias tables included: padded tokens carry the qkv bias and real tokens
 attend to them, so a padding or mask error shows up in the outputs."""
