@@ -17,42 +17,20 @@ def summary(doc: str) -> str:
     return paragraph[: end.start() + 1] if end else paragraph
 
 
+# command -> its module: each has add_arguments(parser) and run(args), and resolve_defaults(args) where its
+# defaults depend on the device
+COMMANDS = {"compare-swin": compare_swin, "compare-models": compare_models, "model-breakdown": model_breakdown,
+            "model-table": model_table, "flops": flops, "ops": ops, "kernels": kernels, "host-cost": host_cost,
+            "profile": profile_swin, "report": report, "sweep-swa": sweep_swa}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of every benchmark command (``.ci/gpu_check_all.py``'s presets are checked against it)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.replace("``", ""))
     commands = parser.add_subparsers(dest="command", required=True)
-    compare = commands.add_parser("compare-swin", help=summary(compare_swin.__doc__),
-                                  description=compare_swin.__doc__.replace("``", ""))
-    compare_swin.add_arguments(compare)
-    models = commands.add_parser("compare-models", help=summary(compare_models.__doc__),
-                                 description=compare_models.__doc__.replace("``", ""))
-    compare_models.add_arguments(models)
-    parts = commands.add_parser("model-breakdown", help=summary(model_breakdown.__doc__),
-                                description=model_breakdown.__doc__.replace("``", ""))
-    model_breakdown.add_arguments(parts)
-    table = commands.add_parser("model-table", help=summary(model_table.__doc__),
-                                description=model_table.__doc__.replace("``", ""))
-    model_table.add_arguments(table)
-    count = commands.add_parser("flops", help=summary(flops.__doc__),
-                                description=flops.__doc__.replace("``", ""))
-    flops.add_arguments(count)
-    op_bench = commands.add_parser("ops", help=summary(ops.__doc__), description=ops.__doc__.replace("``", ""))
-    ops.add_arguments(op_bench)
-    kernel_table = commands.add_parser("kernels", help=summary(kernels.__doc__),
-                                       description=kernels.__doc__.replace("``", ""))
-    kernels.add_arguments(kernel_table)
-    host = commands.add_parser("host-cost", help=summary(host_cost.__doc__),
-                               description=host_cost.__doc__.replace("``", ""))
-    host_cost.add_arguments(host)
-    prof = commands.add_parser("profile", help=summary(profile_swin.__doc__),
-                               description=profile_swin.__doc__.replace("``", ""))
-    profile_swin.add_arguments(prof)
-    rep = commands.add_parser("report", help=summary(report.__doc__),
-                              description=report.__doc__.replace("``", ""))
-    report.add_arguments(rep)
-    sweep = commands.add_parser("sweep-swa", help=summary(sweep_swa.__doc__),
-                                description=sweep_swa.__doc__.replace("``", ""))
-    sweep_swa.add_arguments(sweep)
+    for name, module in COMMANDS.items():
+        module.add_arguments(commands.add_parser(name, help=summary(module.__doc__),
+                                                 description=module.__doc__.replace("``", "")))
     return parser
 
 
@@ -62,31 +40,10 @@ def main(argv=None) -> None:
     shadow = shadowing()
     if shadow:  # the CUDA backend would be silently missing from every table
         print(f"WARNING: {shadow}", flush=True)
-    if args.command == "compare-swin":
-        compare_swin.resolve_defaults(args)
-        compare_swin.run(args)
-    elif args.command == "compare-models":
-        compare_models.resolve_defaults(args)
-        compare_models.run(args)
-    elif args.command == "model-breakdown":
-        model_breakdown.resolve_defaults(args)
-        model_breakdown.run(args)
-    elif args.command == "model-table":
-        model_table.run(args)
-    elif args.command == "flops":
-        flops.run(args)
-    elif args.command == "ops":
-        ops.run(args)
-    elif args.command == "host-cost":
-        host_cost.run(args)
-    elif args.command == "profile":
-        profile_swin.run(args)
-    elif args.command == "kernels":
-        kernels.run(args)
-    elif args.command == "report":
-        report.run(args)
-    elif args.command == "sweep-swa":
-        sweep_swa.run(args)
+    module = COMMANDS[args.command]
+    if hasattr(module, "resolve_defaults"):
+        module.resolve_defaults(args)
+    module.run(args)
 
 
 if __name__ == "__main__":
