@@ -125,3 +125,20 @@ def labels(target: torch.Tensor, classes: int, ignore_index: int) -> None:
     if bool(bad.any()):
         raise ValueError(f"target holds label {int(target[bad][0])}, outside [0, {classes}) (K = logits.shape[1]) "
                          f"and not ignore_index={ignore_index}")
+
+
+def linear(x: torch.Tensor, weight, bias) -> None:
+    """The arguments of ``x @ weightᵀ + bias`` (``nn.Linear``'s layout): weight (out_features, in_features) of x's
+    kind, x (..., in_features), bias (out_features,) or None."""
+    tensor("x", x)
+    tensor("weight", weight, ndim=2)
+    same_kind("x", x, "weight", weight)
+    if x.dim() < 1:
+        raise ValueError("x must have at least 1 dimension (..., in_features), got a 0-dim tensor")
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"x's last dim ({x.shape[-1]}) must equal weight's in_features, weight.shape[1] "
+                         f"(weight has shape {tuple(weight.shape)})")
+    if bias is not None:
+        tensor("bias", bias, ndim=1)
+        same_kind("x", x, "bias", bias)
+        shape("bias", bias, (weight.shape[0],))

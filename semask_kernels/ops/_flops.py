@@ -15,3 +15,11 @@ def window_count(batch: int, height: int, width: int, window) -> int:
 
 # A bilinear tap is a multiply and an add: 7 FLOPs per resized element (4 products, 3 sums).
 BILINEAR_FLOPS = 7
+
+
+def linear_flops(x_shape, w_shape, *args) -> int:
+    """2·M·N·K of ``x @ weightᵀ`` with x (..., K) and weight (N, K): a Linear's multiply-adds (spec signature)."""
+    rows = 1
+    for s in x_shape[:-1]:
+        rows *= s
+    return 2 * rows * w_shape[0] * w_shape[1]

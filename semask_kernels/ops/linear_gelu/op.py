@@ -70,18 +70,7 @@ register_flops(SPEC, torch.ops.semask_kernels.linear_gelu, torch.ops.semask_kern
 
 def arguments(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> tuple:
     """The validated backend arguments ``(x, weight, bias)`` of a public call."""
-    _checks.tensor("x", x)
-    _checks.tensor("weight", weight, ndim=2)
-    _checks.same_kind("x", x, "weight", weight)
-    if x.dim() < 1:
-        raise ValueError("x must have at least 1 dimension (..., in_features), got a 0-dim tensor")
-    if x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"x's last dim ({x.shape[-1]}) must equal weight's in_features, weight.shape[1] "
-                         f"(weight has shape {tuple(weight.shape)})")
-    if bias is not None:
-        _checks.tensor("bias", bias, ndim=1)
-        _checks.same_kind("x", x, "bias", bias)
-        _checks.shape("bias", bias, (weight.shape[0],))
+    _checks.linear(x, weight, bias)
     return x, weight, bias
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .._flops import linear_flops
 from .._spec import ALL_FLOATS, FP32, LOW, Call, Case, OpSpec, Size
 
 
@@ -21,11 +22,7 @@ def sample(size: Size, dtype, device) -> Call:
                   device=device)
 
 
-def flops(x_shape, w_shape, *args) -> int:
-    rows = 1
-    for s in x_shape[:-1]:
-        rows *= s
-    return 2 * rows * w_shape[0] * w_shape[1]
+flops = linear_flops  # 2·M·N·K
 
 
 def _views() -> Call:
